@@ -1,0 +1,128 @@
+"""The flair-zarr store format: names, layout rules and image checks, in one place.
+
+Every other module asks this one what an array is called, which dimensions it
+has, how samples are grouped into user-aligned blocks, and what counts as a
+valid FLAIR image.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import zarr
+from PIL import Image, UnidentifiedImageError
+
+FORMAT_NAME = "flair-zarr"
+FORMAT_VERSION = 1
+
+PARTITIONS = ("train", "val", "test")
+IMAGE_SHAPE = (256, 256, 3)
+
+# Dimensions.
+SAMPLE, Y, X, CHANNEL = "sample", "y", "x", "channel"
+LABEL, FINE_LABEL, USER = "label", "fine_label", "user"
+
+# Arrays: name -> dimension names.
+IMAGE = "image"
+LABELS = "labels"
+FINE_GRAINED_LABELS = "fine_grained_labels"
+USER_ID, PARTITION, IMAGE_ID = "user_id", "partition", "image_id"
+FINE_LABEL_PARENT = "fine_label_parent"
+USER_PARTITION, USER_START, USER_COUNT = "user_partition", "user_start", "user_count"
+
+DIMENSIONS: dict[str, tuple[str, ...]] = {
+    IMAGE: (SAMPLE, Y, X, CHANNEL),
+    LABELS: (SAMPLE, LABEL),
+    FINE_GRAINED_LABELS: (SAMPLE, FINE_LABEL),
+    USER_ID: (SAMPLE,),
+    PARTITION: (SAMPLE,),
+    IMAGE_ID: (SAMPLE,),
+    LABEL: (LABEL,),
+    FINE_LABEL: (FINE_LABEL,),
+    FINE_LABEL_PARENT: (FINE_LABEL,),
+    USER: (USER,),
+    USER_PARTITION: (USER,),
+    USER_START: (USER,),
+    USER_COUNT: (USER,),
+}
+DATA_VARIABLES = (IMAGE, LABELS, FINE_GRAINED_LABELS)
+# Non-dimension coordinates, listed in the root "coordinates" attribute so that
+# xarray's CF decoding makes them coordinates in a plain ``xr.open_zarr``.
+COORDINATES = (USER_ID, PARTITION, IMAGE_ID, FINE_LABEL_PARENT, USER_PARTITION, USER_START, USER_COUNT)
+
+# Dask chunks (and label storage chunks) hold whole users, up to this many images
+# (about 100 MB of decoded pixels); a larger user is a block of its own.
+BLOCK_IMAGES = 512
+
+RECTILINEAR_ENV = "ZARR_ARRAY__RECTILINEAR_CHUNKS"
+
+
+def enable_zarr_features() -> None:
+    """Switch on what reading a flair-zarr store needs, in this process and in
+    the worker processes it starts (they inherit the environment variable).
+
+    The JPEG codec itself is found by zarr through the ``imagecodecs-zarr``
+    entry points, so Dask workers decode without any import of ours.
+    """
+    os.environ.setdefault(RECTILINEAR_ENV, "True")
+    zarr.config.set({"array.rectilinear_chunks": True})
+
+
+@dataclass(frozen=True)
+class UserTable:
+    """Users in store order with the contiguous run of samples each one owns."""
+
+    user_id: np.ndarray  # str
+    partition: np.ndarray  # str
+    start: np.ndarray  # int64
+    count: np.ndarray  # int64
+
+    @property
+    def num_images(self) -> int:
+        return int(self.count.sum())
+
+    def blocks(self, max_images: int = BLOCK_IMAGES) -> tuple[int, ...]:
+        """Sample counts of consecutive user-aligned blocks.
+
+        Users are packed greedily in store order; a block never splits a user
+        and never crosses a partition boundary.
+        """
+        sizes: list[int] = []
+        current, current_partition = 0, None
+        for partition, count in zip(self.partition.tolist(), self.count.tolist()):
+            if current and (current + count > max_images or partition != current_partition):
+                sizes.append(current)
+                current = 0
+            current += count
+            current_partition = partition
+        if current:
+            sizes.append(current)
+        return tuple(sizes)
+
+
+def store_order(user_id: np.ndarray, partition: np.ndarray) -> np.ndarray:
+    """Permutation of source rows into store order: partitions train, val,
+    test; users sorted by id within a partition; source order within a user."""
+    order_key = np.array([PARTITIONS.index(p) for p in partition.tolist()], dtype=np.int8)
+    return np.lexsort((np.arange(len(user_id)), user_id, order_key))
+
+
+class InvalidImageError(ValueError):
+    """A record's image is not a 256x256 RGB JPEG."""
+
+
+def check_jpeg(data: bytes, record: str) -> None:
+    """Raise InvalidImageError, naming ``record``, unless ``data`` is a
+    256x256 RGB JPEG. Reads the header only."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            found = (image.format, image.mode, image.size)
+    except (UnidentifiedImageError, OSError) as error:
+        raise InvalidImageError(f"{record}: not a readable image ({error})") from None
+    if found != ("JPEG", "RGB", IMAGE_SHAPE[:2]):
+        raise InvalidImageError(
+            f"{record}: expected a 256x256 RGB JPEG, found {found[0]} {found[1]} {found[2][0]}x{found[2][1]}"
+        )

@@ -1,0 +1,47 @@
+"""open_dataset: a flair-zarr store as a labelled, lazily loaded xarray Dataset
+with dask chunks aligned to users."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from . import format as fmt
+from .storage import open_store
+
+
+class NotAFlairStoreError(ValueError):
+    """The URL holds no committed flair-zarr store."""
+
+
+def open_dataset(url: str, storage_options: dict[str, Any] | None = None) -> xr.Dataset:
+    """Open the store at ``url`` (a local path or any fsspec URL).
+
+    Images and labels stay lazy, in dask chunks of whole users (one storage
+    block of labels each); coordinates and the per-user table are small and
+    loaded at once, so lookups by user or partition cost no further request.
+    A ``sample`` index (the store position) keeps user lookups valid on subsets.
+    """
+    fmt.enable_zarr_features()
+    store = open_store(url, storage_options, read_only=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, message="Consolidated metadata")
+            lazy = xr.open_zarr(store, consolidated=True, zarr_format=3, chunks=None)
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        raise NotAFlairStoreError(f"{url}: no committed flair-zarr store (no consolidated zarr v3 metadata: {error})") from error
+    about = lazy.attrs.get("flair_zarr", {})
+    if about.get("format") != fmt.FORMAT_NAME:
+        raise NotAFlairStoreError(f"{url}: a zarr store, but not a flair-zarr one (root attribute flair_zarr={about!r})")
+    if about.get("version") != fmt.FORMAT_VERSION:
+        raise NotAFlairStoreError(f"{url}: flair-zarr format version {about.get('version')}, this library reads {fmt.FORMAT_VERSION}")
+
+    coordinates = {name: lazy[name].load() for name in fmt.COORDINATES}
+    blocks = lazy[fmt.LABELS].encoding["chunks"][0]
+    ds = lazy.chunk({fmt.SAMPLE: tuple(blocks)}).assign_coords(coordinates)
+    ds = ds.assign_coords({fmt.SAMPLE: np.arange(ds.sizes[fmt.SAMPLE], dtype=np.int64)})
+    ds.encoding.update(source=str(url), storage_options=storage_options or {})
+    return ds

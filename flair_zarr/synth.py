@@ -1,0 +1,294 @@
+"""Synthetic FLAIR in the Hugging Face ``apple/flair`` parquet layout.
+
+No real FLAIR is reachable here, so tests and demos use data written in the
+real format with FLAIR's published statistics: the real label vocabularies
+and coarse label frequencies, heavy-tailed images per user (median 2, mean
+8.35, max 4,151), partitions by user, real train user ids, Flickr-sized
+image ids, and smooth photo-like JPEGs of about 13 KB.
+
+FLAIR's ``label_relationship.txt`` is not public here: the fine -> coarse map
+written is synthetic (each coarse name is its own parent; parents seen
+unambiguously in the published sample records are kept; the rest are drawn
+with the coarse labels' frequencies from a fixed seed).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import math
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image, ImageDraw
+
+from .format import PARTITIONS
+from .sources import LABEL_RELATIONSHIP_FILE
+
+# Published FLAIR statistics.
+FULL_USERS = {"train": 41_131, "val": 5_141, "test": 5_142}
+FULL_IMAGES = {"train": 345_879, "val": 39_239, "test": 43_960}
+MAX_IMAGES_PER_USER = 4_151
+HF_FILES = {"train": 10, "val": 2, "test": 2}
+IMAGE_ID_RANGE = (1_000_000_000, 42_400_000_000)
+
+# Discretised log-normal images per user, ceil(exp(N(mu, sigma))): gives
+# 25% at 1, median 2, 75% at 5 and a mean near FLAIR's 8.35.
+COUNT_MU, COUNT_SIGMA = 0.15, 2.0
+ROW_GROUP_ROWS = 512
+
+SCHEMA = pa.schema(
+    [
+        ("user_id", pa.string()),
+        ("image_id", pa.int64()),
+        ("labels", pa.list_(pa.string())),
+        ("partition", pa.string()),
+        ("fine_grained_labels", pa.list_(pa.string())),
+        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+    ]
+)
+
+
+def _reference(name: str) -> bytes:
+    data = resources.files("flair_zarr").joinpath("reference", name).read_bytes()
+    return gzip.decompress(data) if name.endswith(".gz") else data
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    coarse: list[str]
+    coarse_weight: np.ndarray  # image frequency of each coarse label
+    children: dict[str, list[str]]  # coarse -> its fine labels, most frequent first
+    child_weight: dict[str, np.ndarray]
+
+    @property
+    def relationship(self) -> dict[str, str]:
+        return {fine: coarse for coarse, fines in self.children.items() for fine in fines}
+
+    @classmethod
+    def load(cls) -> Vocabulary:
+        counts: dict[str, int] = json.loads(_reference("coarse_label_image_counts.json"))
+        coarse = sorted(counts)
+        weight = np.array([counts[c] for c in coarse], dtype=float)
+        fine = _reference("fine_grained_labels_sorted.txt").decode().split()
+        top: dict[str, int] = json.loads(_reference("fine_grained_label_top20_image_counts.json"))
+
+        parent = {c: c for c in coarse}
+        candidates: dict[str, set[str]] = {}
+        for name in ("labels_and_metadata_sample_first14_train.json", "labels_and_metadata_sample_explore_images_nb_no_partition.json"):
+            for record in json.loads(_reference(name)):
+                for f in record["fine_grained_labels"]:
+                    candidates[f] = candidates.get(f, set(record["labels"])) & set(record["labels"])
+        parent.update({f: next(iter(c)) for f, c in candidates.items() if len(c) == 1 and f not in parent})
+        rng = np.random.default_rng(1628)
+        for f in fine:
+            if f not in parent:
+                parent[f] = coarse[rng.choice(len(coarse), p=weight / weight.sum())]
+
+        children: dict[str, list[str]] = {c: [] for c in coarse}
+        for f in fine:
+            children[parent[f]].append(f)
+        child_weight = {}
+        for c, fines in children.items():
+            # Top-20 labels keep their published counts; the rest follow a Zipf tail.
+            fines.sort(key=lambda f: (-top.get(f, 0), f))
+            w = np.array([top.get(f, 0) or 2000.0 / (1 + rank) for rank, f in enumerate(fines)], dtype=float)
+            child_weight[c] = w / w.sum()
+        return cls(coarse=coarse, coarse_weight=weight / weight.sum(), children=children, child_weight=child_weight)
+
+
+def _image_counts(rng: np.random.Generator, users: int) -> np.ndarray:
+    counts = np.ceil(np.exp(rng.normal(COUNT_MU, COUNT_SIGMA, users)))
+    return np.clip(counts, 1, MAX_IMAGES_PER_USER).astype(np.int64)
+
+
+def _fit_total(rng: np.random.Generator, counts: np.ndarray, total: int) -> np.ndarray:
+    """Adjust counts to sum to ``total``, changing large users most, keeping 1 <= n <= max."""
+    counts = counts.copy()
+    while (gap := total - int(counts.sum())) != 0:
+        room = (MAX_IMAGES_PER_USER - counts) if gap > 0 else (counts - 1)
+        weight = counts * (room > 0)
+        step = rng.multinomial(abs(gap), weight / weight.sum())
+        counts += np.sign(gap) * np.minimum(step, room)
+    return counts
+
+
+def _unique_ids(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` distinct Flickr-like photo ids in random order (most above 2**31)."""
+    ids = np.unique(rng.integers(*IMAGE_ID_RANGE, size=n + n // 100 + 10, dtype=np.int64))
+    while ids.size < n:
+        ids = np.unique(np.concatenate([ids, rng.integers(*IMAGE_ID_RANGE, size=n, dtype=np.int64)]))
+    return rng.permutation(ids)[:n]
+
+
+def _nsid(rng: np.random.Generator) -> str:
+    return f"{rng.integers(1_000_000, 160_000_000)}@N{rng.integers(0, 8):02d}"
+
+
+@dataclass(frozen=True)
+class _Users:
+    user_id: list[str]
+    partition: list[str]
+    count: np.ndarray
+
+
+def _plan_users(rng: np.random.Generator, users: int | None) -> _Users:
+    """Users with partitions and image counts; ``users=None`` is full scale."""
+    train_ids = _reference("train_user_ids_sorted_by_num_images_desc.txt.gz").decode().split()
+    if users is None:
+        per_partition = dict(FULL_USERS)
+    else:
+        per_partition = {"val": round(users * 0.1), "test": round(users * 0.1)}
+        per_partition["train"] = users - per_partition["val"] - per_partition["test"]
+    ids, partitions, counts = [], [], []
+    taken = set(train_ids)
+    for partition in PARTITIONS:
+        n = per_partition[partition]
+        c = np.sort(_image_counts(rng, n))[::-1]
+        if users is None:
+            if partition == "train":  # FLAIR's largest user, 9334511@N06, is first in the list
+                c[0] = MAX_IMAGES_PER_USER
+                c[1:] = _fit_total(rng, c[1:], FULL_IMAGES[partition] - MAX_IMAGES_PER_USER)
+            else:
+                c = _fit_total(rng, c, FULL_IMAGES[partition])
+            c = np.sort(c)[::-1]
+        if partition == "train":
+            # The published list is sorted by image count, largest first.
+            chosen = np.sort(rng.choice(len(train_ids), n, replace=False)) if users is not None else np.arange(n)
+            names = [train_ids[i] for i in chosen]
+        else:
+            names = []
+            while len(names) < n:
+                nsid = _nsid(rng)
+                if nsid not in taken:
+                    taken.add(nsid)
+                    names.append(nsid)
+        ids += names
+        partitions += [partition] * n
+        counts.append(c)
+    return _Users(user_id=ids, partition=partitions, count=np.concatenate(counts))
+
+
+def _labels(rng: np.random.Generator, vocab: Vocabulary, preference: np.ndarray) -> tuple[list[str], list[str]]:
+    """One image's coarse and fine labels; coarse labels are the fine labels' parents."""
+    k = min(1 + rng.poisson(1.79), 9)
+    chosen = rng.choice(len(vocab.coarse), size=k, replace=False, p=preference)
+    fine: set[str] = set()
+    for c in sorted(vocab.coarse[i] for i in chosen):
+        children = vocab.children[c]
+        m = min(1 + rng.poisson(0.65), len(children))
+        fine.update(children[j] for j in rng.choice(len(children), size=m, replace=False, p=vocab.child_weight[c]))
+    fine_sorted = sorted(fine)
+    parents = sorted({vocab.relationship[f] for f in fine_sorted})
+    return parents, fine_sorted
+
+
+_NOISE = (np.random.default_rng(7).normal(0, 1, (512, 512, 3)) * 6).astype(np.int16)
+
+
+def photo_like_jpeg(rng: np.random.Generator) -> bytes:
+    """A smooth 256x256 scene (gradient, blurred shapes, sensor noise) as a JPEG
+    of roughly FLAIR's size; random noise would compress nothing like a photo."""
+    base = Image.fromarray(rng.integers(0, 256, (3, 3, 3), dtype=np.uint8)).resize((96, 96), Image.BICUBIC)
+    draw = ImageDraw.Draw(base)
+    for _ in range(int(rng.integers(2, 7))):
+        x0, y0 = (int(v) for v in rng.integers(-24, 96, 2))
+        w, h = (int(v) for v in rng.integers(8, 60, 2))
+        fill = tuple(int(v) for v in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x0, y0, x0 + w, y0 + h], fill=fill)
+    pixels = np.asarray(base.resize((256, 256), Image.BICUBIC), dtype=np.int16)
+    oy, ox = (int(v) for v in rng.integers(0, 256, 2))
+    pixels += _NOISE[oy : oy + 256, ox : ox + 256]
+    out = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(out, format="JPEG", quality=int(rng.integers(80, 95)))
+    return out.getvalue()
+
+
+def _jpeg_batch(seed: tuple[int, ...], n: int) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    return [photo_like_jpeg(rng) for _ in range(n)]
+
+
+@dataclass(frozen=True)
+class SynthReport:
+    users: int
+    images: int
+    jpeg_bytes: int
+    files: int
+
+
+def synth(out: str | os.PathLike[str], users: int | None = 200, seed: int = 0, workers: int | None = None) -> SynthReport:
+    """Write synthetic FLAIR to ``out`` (a new folder). ``users=None`` writes
+    the full 51,414 users / 429,078 images. JPEG encoding runs on ``workers``
+    processes; the output depends only on ``seed``."""
+    root = Path(out)
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"{root} exists and is not empty")
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    vocab = Vocabulary.load()
+    plan = _plan_users(rng, users)
+
+    (root / LABEL_RELATIONSHIP_FILE).write_text("".join(f"{f} -> {c}\n" for f, c in sorted(vocab.relationship.items())))
+
+    total = int(plan.count.sum())
+    image_ids = _unique_ids(rng, total)
+    rows: dict[str, list[tuple[str, int, list[str], list[str]]]] = {p: [] for p in PARTITIONS}
+    next_id = 0
+    # Source order is the order users come in (not sorted by id), like the JSON.
+    for u in rng.permutation(len(plan.user_id)):
+        preference = rng.dirichlet(vocab.coarse_weight * 5)
+        preference = 0.7 * preference + 0.3 * vocab.coarse_weight
+        for _ in range(int(plan.count[u])):
+            coarse, fine = _labels(rng, vocab, preference)
+            rows[plan.partition[u]].append((plan.user_id[u], int(image_ids[next_id]), coarse, fine))
+            next_id += 1
+
+    jpeg_bytes = files = 0
+    with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        for partition in PARTITIONS:
+            records = rows[partition]
+            n_files = max(1, min(HF_FILES[partition], len(records)))
+            per_file = math.ceil(len(records) / n_files) if records else 0
+            for f in range(n_files):
+                part = records[f * per_file : (f + 1) * per_file]
+                path = root / "data" / f"{partition}-{f:05d}-of-{n_files:05d}.parquet"
+                jpeg_bytes += _write_parquet(path, part, pool, seed, (PARTITIONS.index(partition) << 20) + f)
+                files += 1
+    return SynthReport(users=len(plan.user_id), images=total, jpeg_bytes=jpeg_bytes, files=files)
+
+
+def _batches(records: list, size: int) -> Iterator[list]:
+    for start in range(0, len(records), size):
+        yield records[start : start + size]
+
+
+def _write_parquet(path: Path, records: list, pool: ProcessPoolExecutor, seed: int, stream: int) -> int:
+    batches = list(_batches(records, ROW_GROUP_ROWS))
+    images = pool.map(_jpeg_batch, [(seed, stream, b) for b in range(len(batches))], [len(b) for b in batches])
+    written = 0
+    with pq.ParquetWriter(path, SCHEMA) as writer:
+        for batch, jpegs in zip(batches, images):
+            user_id, image_id, coarse, fine = zip(*batch)
+            table = pa.table(
+                {
+                    "user_id": list(user_id),
+                    "image_id": list(image_id),
+                    "labels": list(coarse),
+                    "partition": [path.name.split("-", 1)[0]] * len(batch),
+                    "fine_grained_labels": list(fine),
+                    "image": [{"bytes": j, "path": f"{i}.jpg"} for i, j in zip(image_id, jpegs)],
+                },
+                schema=SCHEMA,
+            )
+            writer.write_table(table, row_group_size=len(batch))
+            written += sum(map(len, jpegs))
+    return written
