@@ -18,6 +18,7 @@ import gzip
 import io
 import json
 import math
+import multiprocessing
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -253,7 +254,7 @@ def synth(out: str | os.PathLike[str], users: int | None = 200, seed: int = 0, w
             next_id += 1
 
     jpeg_bytes = files = 0
-    with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
+    with ProcessPoolExecutor(workers or os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn")) as pool:
         for partition in PARTITIONS:
             records = rows[partition]
             n_files = max(1, min(HF_FILES[partition], len(records)))

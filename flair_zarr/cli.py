@@ -1,0 +1,108 @@
+"""The ``flair-zarr`` command: synth, ingest, info."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from . import format as fmt
+from .storage import filesystem, storage_options_from
+
+
+def _progress(label: str) -> Any:
+    began = time.perf_counter()
+
+    def report(done: int, total: int) -> None:
+        elapsed = max(time.perf_counter() - began, 1e-9)
+        end = "\n" if done >= total else ""
+        print(f"\r{label}: {done:,}/{total:,} images, {done / elapsed:,.0f} images/s", end=end, file=sys.stderr, flush=True)
+
+    return report
+
+
+def _synth(args: argparse.Namespace) -> None:
+    from .synth import synth
+
+    report = synth(args.out, users=None if args.scale == "full" else args.users, seed=args.seed)
+    print(f"wrote {report.images:,} images of {report.users:,} users in {report.files} parquet files "
+          f"({report.jpeg_bytes / 1e6:,.1f} MB of JPEG) to {args.out}")
+
+
+def _ingest(args: argparse.Namespace) -> None:
+    from .writer import ingest
+
+    report = ingest(
+        args.source, args.dest, storage_options=storage_options_from(args.option),
+        source_storage_options=storage_options_from(args.source_option), overwrite=args.overwrite,
+        progress=_progress("ingest"),
+    )
+    print(f"ingested {report.images:,} images of {report.users:,} users into {args.dest} in {report.seconds:.1f} s "
+          f"({report.images / report.seconds:,.0f} images/s)")
+
+
+def _info(args: argparse.Namespace) -> None:
+    from .reader import open_dataset
+
+    options = storage_options_from(args.option)
+    ds = open_dataset(args.dest, options)
+    fs, path = filesystem(args.dest, options)
+    store_bytes = fs.du(path)
+    counts = ds.attrs["counts"]
+    source = ds.attrs["source"]
+    per_user = ds[fmt.USER_COUNT].values
+    blocks = ds[fmt.IMAGE].chunks[0]
+    print(f"store      {args.dest}  (format {ds.attrs['flair_zarr']['format']} v{ds.attrs['flair_zarr']['version']})")
+    print(f"source     {source['format']} {source['url']}")
+    print(f"images     {counts['images']:,}   users {counts['users']:,}")
+    for name, c in counts["partitions"].items():
+        print(f"  {name:<6}   {c['images']:>9,} images  {c['users']:>7,} users")
+    print(f"labels     {ds.sizes[fmt.LABEL]} coarse, {ds.sizes[fmt.FINE_LABEL]:,} fine-grained")
+    print(f"size       {store_bytes / 1e6:,.1f} MB stored, {source['jpeg_bytes'] / 1e6:,.1f} MB source JPEG "
+          f"({store_bytes / source['jpeg_bytes']:.4f}x)")
+    print(f"chunking   image: {len(per_user):,} shards, one per user "
+          f"(images per user min {per_user.min()}, median {np.median(per_user):g}, max {per_user.max()}), one JPEG per inner chunk")
+    print(f"           dask/labels: {len(blocks):,} user-aligned blocks of up to {ds.attrs['flair_zarr']['block_images']} images "
+          f"(largest {max(blocks)})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="flair-zarr", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("synth", help="write a synthetic FLAIR source (Hugging Face parquet layout)")
+    p.add_argument("out")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--users", type=int, default=200, help="number of users (default 200)")
+    size.add_argument("--scale", choices=["full"], help="full FLAIR size: 51,414 users, 429,078 images")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_synth)
+
+    option_help = "storage option KEY=VALUE for the store's filesystem, e.g. endpoint_url=http://127.0.0.1:5000 or anon=true"
+    p = commands.add_parser("ingest", help="write a FLAIR source into a flair-zarr store")
+    p.add_argument("source", help="source folder or fsspec URL")
+    p.add_argument("dest", help="store: local path or fsspec URL (s3://bucket/flair.zarr)")
+    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help=option_help)
+    p.add_argument("--source-option", action="append", metavar="KEY=VALUE", help="storage option for the source's filesystem")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store at DEST")
+    p.set_defaults(run=_ingest)
+
+    p = commands.add_parser("info", help="counts, partitions, sizes and chunking of a store")
+    p.add_argument("dest")
+    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help=option_help)
+    p.set_defaults(run=_info)
+
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, FileExistsError, FileNotFoundError, KeyError) as error:
+        print(f"flair-zarr {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""A local S3 server (moto) for tests and the demo: loopback only, new bucket,
+and the storage options that point s3fs at it."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+CREDENTIALS = {"key": "testing", "secret": "testing"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def local_s3(bucket: str = "flair") -> Iterator[dict[str, Any]]:
+    """Run a moto S3 server on 127.0.0.1 with ``bucket`` created; yields the
+    s3fs storage options (endpoint and dummy credentials)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        boto3.client(
+            "s3", endpoint_url=endpoint, region_name="us-east-1",
+            aws_access_key_id=CREDENTIALS["key"], aws_secret_access_key=CREDENTIALS["secret"],
+        ).create_bucket(Bucket=bucket)
+        yield {"endpoint_url": endpoint, **CREDENTIALS}
+    finally:
+        server.stop()

@@ -1,0 +1,67 @@
+"""Shared fixtures: one small synthetic FLAIR source, a local store made from
+it, and a moto S3 server on loopback."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+import flair_zarr
+from flair_zarr.synth import synth
+from flair_zarr.testing import local_s3
+
+SOURCE_USERS = 40
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    user_id: str
+    partition: str
+    labels: list[str]
+    fine_grained_labels: list[str]
+    jpeg: bytes
+
+
+def read_source(root: Path) -> list[tuple[int, SourceRecord]]:
+    """(image_id, record) for every row in file order, read with pyarrow alone."""
+    rows = []
+    for path in sorted((root / "data").glob("*.parquet")):
+        for r in pq.read_table(path).to_pylist():
+            rows.append((r["image_id"], SourceRecord(r["user_id"], r["partition"], r["labels"], r["fine_grained_labels"], r["image"]["bytes"])))
+    return rows
+
+
+def pillow_pixels(jpeg: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+
+
+@pytest.fixture(scope="session")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("source") / "flair"
+    synth(root, users=SOURCE_USERS, seed=3, workers=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def source_rows(source: Path) -> list[tuple[int, SourceRecord]]:
+    return read_source(source)
+
+
+@pytest.fixture(scope="session")
+def local_store(source: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    dest = str(tmp_path_factory.mktemp("stores") / "flair.zarr")
+    flair_zarr.ingest(str(source), dest, block_images=64)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """Storage options for a moto S3 server on 127.0.0.1 with bucket ``flair``."""
+    with local_s3("flair") as options:
+        yield options

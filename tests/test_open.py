@@ -1,0 +1,45 @@
+"""Opening: a plain xr.open_zarr after import flair_zarr, and stores that are not ours."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import zarr
+
+import flair_zarr
+from flair_zarr.reader import NotAFlairStoreError
+
+
+def test_plain_open_zarr_in_a_fresh_process(local_store):
+    """Only ``import flair_zarr``: no config or env var set by hand."""
+    script = f"""
+import json, numpy as np, xarray as xr
+import flair_zarr
+ds = xr.open_zarr({local_store!r})
+first = ds.image.isel(sample=0).values
+print(json.dumps({{"coords": sorted(ds.coords), "shape": list(first.shape), "mean": float(first.mean())}}))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZARR_")}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    expected = flair_zarr.open_dataset(local_store).image.isel(sample=0).values
+    assert result["shape"] == [256, 256, 3]
+    assert result["mean"] == pytest.approx(float(expected.mean()))
+    assert {"user_id", "partition", "image_id", "user", "label", "fine_label"} <= set(result["coords"])
+
+
+def test_open_refuses_an_empty_folder(tmp_path):
+    with pytest.raises(NotAFlairStoreError, match="no committed flair-zarr store"):
+        flair_zarr.open_dataset(str(tmp_path))
+
+
+def test_open_refuses_a_foreign_zarr_store(tmp_path):
+    group = zarr.open_group(str(tmp_path / "other.zarr"), mode="w", zarr_format=3)
+    group.attrs["title"] = "something else"
+    zarr.consolidate_metadata(str(tmp_path / "other.zarr"))
+    with pytest.raises(NotAFlairStoreError, match="not a flair-zarr one"):
+        flair_zarr.open_dataset(str(tmp_path / "other.zarr"))
