@@ -43,7 +43,7 @@ IMAGE_ID_RANGE = (1_000_000_000, 42_400_000_000)
 
 # Discretised log-normal images per user, ceil(exp(N(mu, sigma))): gives
 # 25% at 1, median 2, 75% at 5 and a mean near FLAIR's 8.35.
-COUNT_MU, COUNT_SIGMA = 0.15, 2.0
+COUNT_MU, COUNT_SIGMA = 0.3, 1.85
 ROW_GROUP_ROWS = 512
 
 SCHEMA = pa.schema(
@@ -82,13 +82,7 @@ class Vocabulary:
         fine = _reference("fine_grained_labels_sorted.txt").decode().split()
         top: dict[str, int] = json.loads(_reference("fine_grained_label_top20_image_counts.json"))
 
-        parent = {c: c for c in coarse}
-        candidates: dict[str, set[str]] = {}
-        for name in ("labels_and_metadata_sample_first14_train.json", "labels_and_metadata_sample_explore_images_nb_no_partition.json"):
-            for record in json.loads(_reference(name)):
-                for f in record["fine_grained_labels"]:
-                    candidates[f] = candidates.get(f, set(record["labels"])) & set(record["labels"])
-        parent.update({f: next(iter(c)) for f, c in candidates.items() if len(c) == 1 and f not in parent})
+        parent = _parents_from_samples(coarse, weight)
         rng = np.random.default_rng(1628)
         for f in fine:
             if f not in parent:
@@ -104,6 +98,39 @@ class Vocabulary:
             w = np.array([top.get(f, 0) or 2000.0 / (1 + rank) for rank, f in enumerate(fines)], dtype=float)
             child_weight[c] = w / w.sum()
         return cls(coarse=coarse, coarse_weight=weight / weight.sum(), children=children, child_weight=child_weight)
+
+
+def _parents_from_samples(coarse: list[str], weight: np.ndarray) -> dict[str, str]:
+    """Fine -> coarse pairs consistent with the published sample records (a
+    record's coarse labels are exactly its fine labels' parents): those the
+    records pin down, and for the rest the most frequent coarse label allowed."""
+    records = [
+        (set(r["labels"]), r["fine_grained_labels"])
+        for name in ("labels_and_metadata_sample_first14_train.json", "labels_and_metadata_sample_explore_images_nb_no_partition.json")
+        for r in json.loads(_reference(name))
+    ]
+    candidates: dict[str, set[str]] = {}
+    for labels, fines in records:
+        for f in fines:
+            candidates[f] = candidates.get(f, labels) & labels
+    parent = {c: c for c in coarse}
+    changed = True
+    while changed:
+        changed = False
+        for f, options in candidates.items():
+            if f not in parent and len(options) == 1:
+                parent[f], changed = next(iter(options)), True
+        for labels, fines in records:
+            unknown = [f for f in fines if f not in parent]
+            unexplained = labels - {parent[f] for f in fines if f in parent}
+            if len(unknown) == 1 and len(unexplained) == 1 and unexplained <= candidates[unknown[0]]:
+                parent[unknown[0]], changed = unexplained.pop(), True
+        if not changed:
+            open_choices = [(f, o) for f, o in candidates.items() if f not in parent]
+            if open_choices:
+                f, options = open_choices[0]
+                parent[f], changed = max(options, key=lambda c: weight[coarse.index(c)]), True
+    return parent
 
 
 def _image_counts(rng: np.random.Generator, users: int) -> np.ndarray:

@@ -58,7 +58,7 @@ def _check_index(index: SourceIndex) -> None:
     unknown = ~np.isin(index.partition, fmt.PARTITIONS)
     if unknown.any():
         row = int(np.flatnonzero(unknown)[0])
-        raise SourceError(f"{index.describe_row(row)}: partition {index.partition[row]!r} is not one of {fmt.PARTITIONS}")
+        raise SourceError(f"{index.describe_row(row)}: partition {str(index.partition[row])!r} is not one of {fmt.PARTITIONS}")
     ids, first, counts = np.unique(index.image_id, return_index=True, return_counts=True)
     if (counts > 1).any():
         dup = ids[counts > 1][0]
@@ -68,7 +68,7 @@ def _check_index(index: SourceIndex) -> None:
     users, per_user = np.unique(pairs[0], return_counts=True)
     if (per_user > 1).any():
         user = users[per_user > 1][0]
-        raise SourceError(f"user {user} appears in partitions {sorted(pairs[1][pairs[0] == user])}")
+        raise SourceError(f"user {user} appears in partitions {sorted(pairs[1][pairs[0] == user].tolist())}")
 
 
 @dataclass(frozen=True)

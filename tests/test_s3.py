@@ -1,0 +1,78 @@
+"""The same round trip through a moto S3 server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import s3fs
+
+import flair_zarr
+from flair_zarr import format as fmt
+from flair_zarr.cli import main
+from flair_zarr.storage import StoreExistsError
+
+from .conftest import pillow_pixels
+
+
+@pytest.fixture(scope="module")
+def s3_store(source, s3) -> str:
+    url = "s3://flair/roundtrip.zarr"
+    flair_zarr.ingest(str(source), url, storage_options=s3, block_images=64)
+    return url
+
+
+def test_s3_round_trip_pixels_and_bytes(s3_store, s3, source_rows):
+    ds = flair_zarr.open_dataset(s3_store, storage_options=s3)
+    by_id = dict(source_rows)
+    assert ds.sizes[fmt.SAMPLE] == len(source_rows)
+    images = ds[fmt.IMAGE].values
+    for sample, image_id in enumerate(ds[fmt.IMAGE_ID].values.tolist()):
+        np.testing.assert_array_equal(images[sample], pillow_pixels(by_id[image_id].jpeg))
+    for user in ds.flair.users():
+        ids = ds.flair.user(user)[fmt.IMAGE_ID].values.tolist()
+        assert ds.flair.jpeg_bytes(user) == [by_id[i].jpeg for i in ids]
+
+
+def test_s3_store_matches_local_store(s3_store, s3, local_store):
+    remote = flair_zarr.open_dataset(s3_store, storage_options=s3)
+    local = flair_zarr.open_dataset(local_store)
+    user = local.flair.users("test")[-1]
+    np.testing.assert_array_equal(remote.flair.user(user)[fmt.IMAGE].values, local.flair.user(user)[fmt.IMAGE].values)
+    np.testing.assert_array_equal(remote[fmt.FINE_GRAINED_LABELS].values, local[fmt.FINE_GRAINED_LABELS].values)
+    assert remote[fmt.IMAGE].chunks == local[fmt.IMAGE].chunks
+
+
+def test_s3_refuses_to_overwrite(s3_store, s3, source):
+    with pytest.raises(StoreExistsError):
+        flair_zarr.ingest(str(source), s3_store, storage_options=s3)
+
+
+def test_source_read_from_s3(source, s3, local_store):
+    fs = s3fs.S3FileSystem(**s3)
+    fs.put(str(source), "flair/source", recursive=True)
+    flair_zarr.ingest("s3://flair/source", "s3://flair/from-s3.zarr", storage_options=s3, source_storage_options=s3, block_images=64)
+    remote = flair_zarr.open_dataset("s3://flair/from-s3.zarr", storage_options=s3)
+    local = flair_zarr.open_dataset(local_store)
+    np.testing.assert_array_equal(remote[fmt.IMAGE_ID].values, local[fmt.IMAGE_ID].values)
+    user = local.flair.users()[0]
+    assert remote.flair.jpeg_bytes(user) == local.flair.jpeg_bytes(user)
+
+
+def test_cli_honours_aws_environment(source, s3, monkeypatch, capsys):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3["endpoint_url"])
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3["key"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3["secret"])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    assert main(["ingest", str(source), "s3://flair/cli-env.zarr"]) == 0
+    assert main(["info", "s3://flair/cli-env.zarr"]) == 0
+    out = capsys.readouterr().out
+    assert "users 40" in out and "one per user" in out
+
+
+def test_cli_storage_options(source, s3, capsys):
+    options = [f"-o=endpoint_url={s3['endpoint_url']}", f"-o=key={s3['key']}", f"-o=secret={s3['secret']}"]
+    assert main(["ingest", str(source), "s3://flair/cli-opts.zarr", *options]) == 0
+    assert main(["info", "s3://flair/cli-opts.zarr", *options]) == 0
+    assert "images" in capsys.readouterr().out
+    assert main(["ingest", str(source), "s3://flair/cli-opts.zarr", *options]) == 1
+    assert main(["ingest", str(source), "s3://flair/cli-opts.zarr", "--overwrite", *options]) == 0
