@@ -3,6 +3,7 @@ and the storage options that point s3fs at it."""
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ def local_s3(bucket: str = "flair") -> Iterator[dict[str, Any]]:
     from moto.server import ThreadedMotoServer
 
     port = _free_port()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"

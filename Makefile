@@ -1,0 +1,26 @@
+# The two commands of the README: `make demo` and `make test`. Both create the
+# virtual environment with Python 3.12 (zarr >= 3.4 needs it) on a fresh machine.
+PYTHON312 ?= $(shell (command -v pyenv >/dev/null && ls -d "$$(pyenv root)"/versions/3.12*/bin/python3.12 2>/dev/null | tail -n 1) || command -v python3.12)
+VENV := .venv
+PY := $(VENV)/bin/python
+DEMO_DIR := demo-data
+
+.PHONY: demo test install clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found (pyenv install 3.12.1, or set PYTHON312=/path/to/python3.12)"; exit 1; }
+	test -x $(PY) || $(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+demo: $(VENV)/.installed
+	$(PY) examples/demo.py --workdir $(DEMO_DIR)
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR)
