@@ -7,11 +7,11 @@ DEMO_DIR := demo-data
 
 .PHONY: demo test install clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found (pyenv install 3.12.1, or set PYTHON312=/path/to/python3.12)"; exit 1; }
 	test -x $(PY) || $(PYTHON312) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
 	touch $@
 
 install: $(VENV)/.installed
