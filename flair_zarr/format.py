@@ -114,15 +114,13 @@ class InvalidImageError(ValueError):
     """A record's image is not a 256x256 RGB JPEG."""
 
 
-def check_jpeg(data: bytes, record: str) -> None:
-    """Raise InvalidImageError, naming ``record``, unless ``data`` is a
-    256x256 RGB JPEG. Reads the header only."""
+def check_jpeg(data: bytes) -> None:
+    """Raise InvalidImageError with the reason unless ``data`` is a 256x256
+    RGB JPEG. Reads the header only."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             found = (image.format, image.mode, image.size)
     except (UnidentifiedImageError, OSError) as error:
-        raise InvalidImageError(f"{record}: not a readable image ({error})") from None
+        raise InvalidImageError(f"not a readable image ({error})") from None
     if found != ("JPEG", "RGB", IMAGE_SHAPE[:2]):
-        raise InvalidImageError(
-            f"{record}: expected a 256x256 RGB JPEG, found {found[0]} {found[1]} {found[2][0]}x{found[2][1]}"
-        )
+        raise InvalidImageError(f"expected a 256x256 RGB JPEG, found {found[0]} {found[1]} {found[2][0]}x{found[2][1]}")

@@ -167,9 +167,12 @@ def _write_shards(store: Store, index: SourceIndex, source_batches: Any, plan: _
             if rows[-1] >= len(plan.order) or not np.array_equal(batch.image_id, index.image_id[rows]):
                 raise SourceError(f"source rows {rows[0]}-{rows[-1]} changed between the index pass and the image pass")
             for row, jpeg in zip(rows.tolist(), batch.jpeg):
-                if jpeg is None:
-                    raise SourceError(f"{index.describe_row(row)}: no image bytes")
-                fmt.check_jpeg(jpeg, index.describe_row(row))
+                try:
+                    if jpeg is None:
+                        raise fmt.InvalidImageError("no image bytes")
+                    fmt.check_jpeg(jpeg)
+                except fmt.InvalidImageError as error:
+                    raise fmt.InvalidImageError(f"{index.describe_row(row)}: {error}") from None
                 sample = int(sample_of_row[row])
                 user = int(user_of_sample[sample])
                 slots = pending.setdefault(user, [None] * int(users.count[user]))

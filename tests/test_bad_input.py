@@ -56,6 +56,7 @@ def _ingest(root: Path, tmp_path: Path) -> None:
         (_jpeg(mode="CMYK"), "found JPEG CMYK 256x256"),
         (_jpeg(size=(128, 256)), "found JPEG RGB 128x256"),
         (b"not an image at all", "not a readable image"),
+        (None, "no image bytes"),
     ],
 )
 def test_bad_image_is_named(broken, tmp_path, image, reason):
