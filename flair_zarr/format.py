@@ -114,13 +114,47 @@ class InvalidImageError(ValueError):
     """A record's image is not a 256x256 RGB JPEG."""
 
 
+# Start-of-frame markers (baseline, progressive, lossless, ...); C4, C8 and CC are not frames.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_COLOUR = {1: "L (grayscale)", 3: "RGB", 4: "CMYK"}
+
+
 def check_jpeg(data: bytes) -> None:
-    """Raise InvalidImageError with the reason unless ``data`` is a 256x256
-    RGB JPEG. Reads the header only."""
+    """Raise InvalidImageError with the reason unless ``data`` is a JPEG file
+    of 256x256 pixels with three colour components.
+
+    Reads the marker segments up to the frame header only: this runs once per
+    image on the ingest's hot path, where a full decoder open costs ten times more.
+    """
+    if data[:2] != b"\xff\xd8":
+        raise InvalidImageError(f"not a JPEG file ({_sniff(data)})")
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            raise InvalidImageError(f"corrupt JPEG: no marker at byte {position}")
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker in _SOF_MARKERS:
+            if position + 10 > len(data):
+                break
+            height = int.from_bytes(data[position + 5 : position + 7], "big")
+            width = int.from_bytes(data[position + 7 : position + 9], "big")
+            components = data[position + 9]
+            if (height, width, components) != (IMAGE_SHAPE[0], IMAGE_SHAPE[1], IMAGE_SHAPE[2]):
+                colour = _COLOUR.get(components, f"{components} components")
+                raise InvalidImageError(f"expected a 256x256 RGB JPEG, found {width}x{height} {colour}")
+            return
+        position += 2 + length
+    raise InvalidImageError("truncated JPEG: no frame header")
+
+
+def _sniff(data: bytes) -> str:
+    """What a non-JPEG file looks like, for the error message."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            found = (image.format, image.mode, image.size)
-    except (UnidentifiedImageError, OSError) as error:
-        raise InvalidImageError(f"not a readable image ({error})") from None
-    if found != ("JPEG", "RGB", IMAGE_SHAPE[:2]):
-        raise InvalidImageError(f"expected a 256x256 RGB JPEG, found {found[0]} {found[1]} {found[2][0]}x{found[2][1]}")
+            return f"{image.format} {image.mode} {image.size[0]}x{image.size[1]}"
+    except (UnidentifiedImageError, OSError):
+        return "unrecognised data"

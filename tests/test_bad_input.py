@@ -51,11 +51,12 @@ def _ingest(root: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "image, reason",
     [
-        (_jpeg(fmt="PNG"), "expected a 256x256 RGB JPEG, found PNG RGB 256x256"),
-        (_jpeg(mode="L"), "found JPEG L 256x256"),
-        (_jpeg(mode="CMYK"), "found JPEG CMYK 256x256"),
-        (_jpeg(size=(128, 256)), "found JPEG RGB 128x256"),
-        (b"not an image at all", "not a readable image"),
+        (_jpeg(fmt="PNG"), r"not a JPEG file \(PNG RGB 256x256\)"),
+        (_jpeg(mode="L"), r"expected a 256x256 RGB JPEG, found 256x256 L \(grayscale\)"),
+        (_jpeg(mode="CMYK"), "found 256x256 CMYK"),
+        (_jpeg(size=(128, 256)), "found 128x256 RGB"),
+        (b"not an image at all", r"not a JPEG file \(unrecognised data\)"),
+        (_jpeg()[:100], "truncated JPEG: no frame header"),
         (None, "no image bytes"),
     ],
 )
