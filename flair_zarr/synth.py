@@ -23,6 +23,7 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -70,7 +71,12 @@ class Vocabulary:
     children: dict[str, list[str]]  # coarse -> its fine labels, most frequent first
     child_weight: dict[str, np.ndarray]
 
-    @property
+    @cached_property
+    def child_cumulative(self) -> list[np.ndarray]:
+        """Cumulative child weights of each coarse label, in ``coarse`` order."""
+        return [np.cumsum(self.child_weight[c]) for c in self.coarse]
+
+    @cached_property
     def relationship(self) -> dict[str, str]:
         return {fine: coarse for coarse, fines in self.children.items() for fine in fines}
 
@@ -205,18 +211,24 @@ def _plan_users(rng: np.random.Generator, users: int | None) -> _Users:
     return _Users(user_id=ids, partition=partitions, count=np.concatenate(counts))
 
 
-def _labels(rng: np.random.Generator, vocab: Vocabulary, preference: np.ndarray) -> tuple[list[str], list[str]]:
-    """One image's coarse and fine labels; coarse labels are the fine labels' parents."""
-    k = min(1 + rng.poisson(1.79), 9)
-    chosen = rng.choice(len(vocab.coarse), size=k, replace=False, p=preference)
-    fine: set[str] = set()
-    for c in sorted(vocab.coarse[i] for i in chosen):
-        children = vocab.children[c]
-        m = min(1 + rng.poisson(0.65), len(children))
-        fine.update(children[j] for j in rng.choice(len(children), size=m, replace=False, p=vocab.child_weight[c]))
-    fine_sorted = sorted(fine)
-    parents = sorted({vocab.relationship[f] for f in fine_sorted})
-    return parents, fine_sorted
+def _user_labels(rng: np.random.Generator, vocab: Vocabulary, preference: np.ndarray, n: int) -> list[tuple[list[str], list[str]]]:
+    """Coarse and fine labels of a user's ``n`` images, drawn together: 1-9
+    coarse labels an image (mean 2.79) without replacement by the user's
+    preference (Gumbel top-k), then 1+ fine children of each (about 4.6 fine
+    labels an image); the coarse labels are exactly the fine labels' parents."""
+    k = np.minimum(1 + rng.poisson(1.79, n), 9)
+    keys = np.log(preference) + rng.gumbel(size=(n, len(vocab.coarse)))
+    ranked = np.argsort(-keys, axis=1)
+    images = []
+    for i in range(n):
+        fine: set[str] = set()
+        for c in ranked[i, : k[i]]:
+            children = vocab.children[vocab.coarse[c]]
+            draws = np.searchsorted(vocab.child_cumulative[c], rng.random(1 + rng.poisson(0.95)))
+            fine.update(children[min(j, len(children) - 1)] for j in draws)
+        fine_sorted = sorted(fine)
+        images.append((sorted({vocab.relationship[f] for f in fine_sorted}), fine_sorted))
+    return images
 
 
 _NOISE = (np.random.default_rng(7).normal(0, 1, (512, 512, 3)) * 6).astype(np.int16)
@@ -275,8 +287,7 @@ def synth(out: str | os.PathLike[str], users: int | None = 200, seed: int = 0, w
     for u in rng.permutation(len(plan.user_id)):
         preference = rng.dirichlet(vocab.coarse_weight * 5)
         preference = 0.7 * preference + 0.3 * vocab.coarse_weight
-        for _ in range(int(plan.count[u])):
-            coarse, fine = _labels(rng, vocab, preference)
+        for coarse, fine in _user_labels(rng, vocab, preference, int(plan.count[u])):
             rows[plan.partition[u]].append((plan.user_id[u], int(image_ids[next_id]), coarse, fine))
             next_id += 1
 
