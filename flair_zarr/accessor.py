@@ -65,6 +65,10 @@ class FlairAccessor:
 
     def jpeg_bytes(self, user_id: str) -> list[bytes]:
         """The user's source JPEG files, byte for byte, in order."""
+        if not self._ds.attrs.get("image_encoding", {}).get("source_bytes", True):
+            source = self._ds.attrs.get("source", {}).get("format", "its source")
+            raise ValueError(f"this store holds decoded pixels from {source}, which had no JPEG files; "
+                             "there are no source JPEG bytes to return (use the image variable)")
         _, start, count = self._user_run(user_id)
         shard_sizes = self._ds[fmt.IMAGE].encoding["shards"][0]
         shard_starts = np.concatenate(([0], np.cumsum(shard_sizes)))

@@ -1,198 +1,236 @@
-"""Ingest: a FLAIR source into a user-aligned flair-zarr store.
+"""Ingest: any FLAIR source into a user-aligned flair-zarr store, on Dask.
 
-Order of work: index the source (no pixels), check it, plan the store order,
-create the arrays, write the small per-sample arrays block by block, stream
-the JPEG bytes into one shard object per user, and write the consolidated
-metadata last: it is the commit point readers open.
+1. Index the source (no pixels) and check every record's labels, ids,
+   partition and user.
+2. Scan: one task per source part reads each image once and checks it
+   (a complete JPEG decode), noting where it can be read again.
+3. Lay out the good records (store order, users, blocks).
+4. Write: one task per group of whole users reads their images and writes
+   one shard object per user, returning each object's CRC32C.
+5. Commit, on the client: the small arrays, all metadata, the quarantine
+   report, and last the root metadata with the consolidated metadata, which
+   is what readers open.
+
+Every finished task leaves a marker under ``_ingest/``: a re-run with the same
+arguments after a crash redoes only unfinished tasks and writes the same store.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-import imagecodecs.zarr
+import google_crc32c
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import zarr
-from zarr.abc.store import Store
+import zarr.storage
+from distributed import Client, as_completed
 
 from . import format as fmt
+from .cluster import Progress, dask_client, worker_peak_memory
+from .job import ROOT_METADATA, IngestJob
+from .layout import Layout, WriteTask
 from .shards import build_shard, shard_key
-from .sources import SourceError, SourceIndex, open_source
-from .storage import prepare_destination, put
+from .sources import BadRecord, Source, SourceIndex, Staging, open_source
+from .storage import open_store, put
+from .validate import ON_BAD_RECORD, check_index, image_problem, quarantine_report, raise_if_bad
 
-WRITE_THREADS = 16
+QUARANTINE_KEY = "quarantine.json"
+TASK_IMAGES = {True: 2048, False: 256}  # JPEG bytes vs decoded pixels held by one task
+PUT_THREADS = 8
 
 
 @dataclass(frozen=True)
 class IngestReport:
     images: int
     users: int
-    jpeg_bytes: int  # sum of the source JPEG files' sizes
+    quarantined: int  # source records left out (listed in quarantine.json)
+    jpeg_bytes: int | None  # the stored source JPEG files' sizes; None for pixel sources
     seconds: float
+    reused_tasks: int  # tasks a resumed ingest did not redo
+    worker_peak_memory: dict[str, int]  # bytes, per worker
 
 
-def _multi_hot_entries(lists: pa.ListArray, vocabulary: list[str], index: SourceIndex, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """(row, column) of every label in ``lists``; an unknown or missing label
-    is an error naming the record."""
-    rows = pc.list_parent_indices(lists).to_numpy()
-    columns = pc.index_in(pc.list_flatten(lists), value_set=pa.array(vocabulary))
-    if columns.null_count:
-        bad = int(np.flatnonzero(columns.is_null().to_numpy(zero_copy_only=False))[0])
-        name = pc.list_flatten(lists)[bad].as_py()
-        raise SourceError(f"{index.describe_row(int(rows[bad]))}: {kind} label {name!r} is not in label_relationship.txt")
-    empty = np.flatnonzero(pc.list_value_length(lists).fill_null(0).to_numpy() == 0)
-    if empty.size:
-        raise SourceError(f"{index.describe_row(int(empty[0]))}: empty {kind} label list ({empty.size} such records)")
-    return rows, columns.to_numpy()
+# -- tasks (run on Dask workers) ---------------------------------------------
+
+def scan_part(source: Source, part: Any, image_ids: np.ndarray, staging: Staging) -> dict[str, Any]:
+    """Read one part of the source once: each image's location, or why it is bad."""
+    rows, locations, bad = [], [], []
+    for item in source.scan(part, image_ids, staging):
+        if isinstance(item, BadRecord):
+            bad.append([item.row, item.reason, item.where])
+            continue
+        row, image, location = item
+        problem = image_problem(image, source.has_jpeg)
+        if problem:
+            bad.append([row, problem, ""])
+        else:
+            rows.append(row)
+            locations.append(list(location))
+    return {"rows": rows, "locations": locations, "bad": bad}
 
 
-def _check_index(index: SourceIndex) -> None:
-    """Refuse records the store cannot hold faithfully."""
-    unknown = ~np.isin(index.partition, fmt.PARTITIONS)
-    if unknown.any():
-        row = int(np.flatnonzero(unknown)[0])
-        raise SourceError(f"{index.describe_row(row)}: partition {str(index.partition[row])!r} is not one of {fmt.PARTITIONS}")
-    ids, first, counts = np.unique(index.image_id, return_index=True, return_counts=True)
-    if (counts > 1).any():
-        dup = ids[counts > 1][0]
-        rows = np.flatnonzero(index.image_id == dup)
-        raise SourceError(f"duplicate image_id {dup}: {'; '.join(index.describe_row(int(r)) for r in rows[:3])}")
-    pairs = np.unique(np.stack([index.user_id, index.partition]), axis=1)
-    users, per_user = np.unique(pairs[0], return_counts=True)
-    if (per_user > 1).any():
-        user = users[per_user > 1][0]
-        raise SourceError(f"user {user} appears in partitions {sorted(pairs[1][pairs[0] == user].tolist())}")
+def write_users(source: Source, task: WriteTask, dest: str, storage_options: dict[str, Any] | None, staging: Staging) -> list[list[int]]:
+    """Write one shard object per user of ``task``; [user, CRC32C, object bytes, image bytes] each."""
+    store = open_store(dest, storage_options, read_only=False)
+    images = source.read(task.locations, staging)
+    shards, results, position = [], [], 0
+    for user, count in zip(task.users.tolist(), task.counts.tolist()):
+        mine = images[position : position + count]
+        position += count
+        chunks = mine if source.has_jpeg else [fmt.encode_pixels(p) for p in mine]
+        data = build_shard(chunks)  # type: ignore[arg-type]
+        shards.append((shard_key(user), data))
+        results.append([user, google_crc32c.value(data), len(data), sum(len(c) for c in chunks)])
+    with ThreadPoolExecutor(PUT_THREADS) as pool:
+        list(pool.map(lambda item: put(store, *item), shards))
+    return results
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """Where every source row goes."""
+# -- the client's side -------------------------------------------------------
 
-    order: np.ndarray  # store sample -> source row
-    users: fmt.UserTable
-    blocks: tuple[int, ...]
+def _run(client: Client, job: IngestJob, kind: str, function: Callable[..., Any], items: list[Any], args: tuple[Any, ...],
+         progress: Progress, size: Callable[[Any, Any], tuple[int, int]]) -> tuple[list[Any], int]:
+    """Run ``function(args[0], item, *args[1:])`` for every item without a
+    marker, marking each as it finishes; returns every item's result in order
+    and how many came from markers."""
+    results: list[Any] = [job.marker(kind, i) for i in range(len(items))]
+    reused = sum(r is not None for r in results)
+    for i, r in enumerate(results):
+        if r is not None:
+            progress.advance(*size(items[i], r))
+    futures = {client.submit(function, args[0], items[i], *args[1:], pure=False): i for i, r in enumerate(results) if r is None}
+    for future in as_completed(futures):
+        i = futures[future]
+        results[i] = future.result()
+        job.mark(kind, i, results[i])
+        progress.advance(*size(items[i], results[i]))
+    progress.close()
+    return results, reused
 
-    @classmethod
-    def of(cls, index: SourceIndex, block_images: int) -> _Plan:
-        order = fmt.store_order(index.user_id, index.partition)
-        user_id = index.user_id[order]
-        starts = np.flatnonzero(np.r_[True, user_id[1:] != user_id[:-1]])
-        counts = np.diff(np.r_[starts, len(order)])
-        users = fmt.UserTable(
-            user_id=user_id[starts], partition=index.partition[order][starts], start=starts.astype(np.int64), count=counts.astype(np.int64)
-        )
-        return cls(order=order, users=users, blocks=users.blocks(block_images))
+
+def _scan(client: Client, src: Source, index: SourceIndex, job: IngestJob, show: bool) -> tuple[np.ndarray, np.ndarray, list[BadRecord], int]:
+    """Good-so-far rows with their locations, bad records seen, and reused tasks."""
+    parts = src.parts(index)
+    if not parts:
+        return np.arange(len(index)), index.locations, [], 0  # type: ignore[return-value]
+    [source_future, ids_future] = client.scatter([src, index.image_id], broadcast=True, hash=False)
+    progress = Progress("scan", 0, len(index), show)
+    results, reused = _run(client, job, "scan", scan_part, parts, (source_future, ids_future, job.staging), progress,
+                           lambda part, result: (0, len(result["rows"]) + len(result["bad"])))
+    rows = np.array([r for res in results for r in res["rows"]], dtype=np.int64)
+    locations = np.array([loc for res in results for loc in res["locations"]], dtype=np.int64).reshape(-1, 3)
+    bad = [BadRecord(row, reason, where) for res in results for row, reason, where in res["bad"]]
+    found, counts = np.unique(rows, return_counts=True)
+    bad += [BadRecord(int(r), f"image file found {c} times") for r, c in zip(found[counts > 1], counts[counts > 1])]
+    accounted = np.union1d(found, [b.row for b in bad if b.row is not None])
+    missing = np.setdiff1d(np.arange(len(index)), accounted)
+    bad += [BadRecord(int(r), "missing image file (in no tarball or folder)") for r in missing]
+    return rows, locations, bad, reused
 
 
-def _create_arrays(group: zarr.Group, index: SourceIndex, plan: _Plan, coarse: list[str], fine: list[str]) -> dict[str, zarr.Array]:
-    n, users = len(index), plan.users
-    blocks = list(plan.blocks)
+def _labels_multi_hot(lists: pa.ListArray, vocabulary: list[str], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sample, column) of every label of the records at ``rows`` (store order)."""
+    taken = lists.take(pa.array(rows))
+    samples = pc.list_parent_indices(taken).to_numpy()
+    columns = pc.index_in(pc.list_flatten(taken), value_set=pa.array(vocabulary, pa.string())).to_numpy()
+    return samples, columns
 
-    def create(name: str, shape: tuple[int, ...], dtype: Any, **kwargs: Any) -> zarr.Array:
-        kwargs.setdefault("chunks", shape)
+
+def _commit(job: IngestJob, src: Source, index: SourceIndex, layout: Layout, written: list[list[int]],
+            bad: list[BadRecord], block_images: int, on_bad_record: str) -> int:
+    """Write everything but the shards into memory, copy it over, root metadata last."""
+    users, order, n = layout.users, layout.order, len(layout.order)
+    crc = np.zeros(len(users.count), dtype=np.uint32)
+    image_bytes = 0
+    for user, checksum, _, payload in written:
+        crc[user] = checksum
+        image_bytes += payload
+
+    memory: dict[str, Any] = {}
+    group = zarr.create_group(zarr.storage.MemoryStore(memory), zarr_format=3)
+
+    def array(name: str, shape: tuple[int, ...], dtype: Any, **kwargs: Any) -> zarr.Array:
+        kwargs.setdefault("chunks", shape if all(shape) else None)
         return group.create_array(name, shape=shape, dtype=dtype, dimension_names=fmt.DIMENSIONS[name], **kwargs)
 
-    width = max(len(u) for u in users.user_id.tolist())
-    return {
-        fmt.IMAGE: create(
-            fmt.IMAGE, (n, *fmt.IMAGE_SHAPE), np.uint8,
-            shards=[users.count.tolist(), [256], [256], [3]], chunks=(1, *fmt.IMAGE_SHAPE),
-            serializer=imagecodecs.zarr.Jpeg(), compressors=None, fill_value=0,
-            attributes={"long_name": "RGB image, decoded from the source JPEG bytes stored verbatim"},
-        ),
-        fmt.LABELS: create(fmt.LABELS, (n, len(coarse)), bool, chunks=[blocks, [len(coarse)]], attributes={"long_name": "coarse labels, multi-hot"}),
-        fmt.FINE_GRAINED_LABELS: create(
-            fmt.FINE_GRAINED_LABELS, (n, len(fine)), bool, chunks=[blocks, [len(fine)]], attributes={"long_name": "fine-grained labels, multi-hot"}
-        ),
-        fmt.USER_ID: create(fmt.USER_ID, (n,), f"<U{width}"),
-        fmt.PARTITION: create(fmt.PARTITION, (n,), f"<U{max(map(len, fmt.PARTITIONS))}"),
-        fmt.IMAGE_ID: create(fmt.IMAGE_ID, (n,), np.int64, fill_value=-1),
-    }
+    coarse, fine = index.coarse_vocabulary, index.fine_vocabulary
+    blocks = list(layout.blocks) or [0]
+    if n:
+        array(fmt.IMAGE, (n, *fmt.IMAGE_SHAPE), np.uint8, shards=[users.count.tolist(), [256], [256], [3]],
+              chunks=(1, *fmt.IMAGE_SHAPE), serializer=fmt.image_serializer(src.has_jpeg), compressors=None, fill_value=0,
+              attributes={"long_name": "RGB image" + (", decoded from the source JPEG bytes stored verbatim" if src.has_jpeg else ", stored losslessly")})
+    labels = array(fmt.LABELS, (n, len(coarse)), bool, chunks=[blocks, [len(coarse)]], attributes={"long_name": "coarse labels, multi-hot"})
+    fine_labels = array(fmt.FINE_GRAINED_LABELS, (n, len(fine)), bool, chunks=[blocks, [len(fine)]], attributes={"long_name": "fine-grained labels, multi-hot"})
+    width = max([len(u) for u in users.user_id.tolist()] + [1])
+    array(fmt.USER_ID, (n,), f"<U{width}")[:] = index.user_id[order]
+    array(fmt.PARTITION, (n,), f"<U{max(map(len, fmt.PARTITIONS))}")[:] = index.partition[order]
+    array(fmt.IMAGE_ID, (n,), np.int64, fill_value=-1)[:] = index.image_id[order]
+    parent = np.array([index.label_relationship.get(f, "") for f in fine])
+    for name, values in ((fmt.LABEL, np.array(coarse)), (fmt.FINE_LABEL, np.array(fine)), (fmt.FINE_LABEL_PARENT, parent),
+                         (fmt.USER, users.user_id.astype(f"<U{width}")), (fmt.USER_PARTITION, users.partition.astype("<U5")),
+                         (fmt.USER_START, users.start), (fmt.USER_COUNT, users.count), (fmt.USER_IMAGE_CRC32C, crc)):
+        a = array(name, values.shape, values.dtype)
+        if values.size:
+            a[:] = values
 
-
-def _write_small_arrays(group: zarr.Group, arrays: dict[str, zarr.Array], index: SourceIndex, plan: _Plan, coarse: list[str], fine: list[str]) -> None:
-    order, users = plan.order, plan.users
-    arrays[fmt.USER_ID][:] = index.user_id[order]
-    arrays[fmt.PARTITION][:] = index.partition[order]
-    arrays[fmt.IMAGE_ID][:] = index.image_id[order]
-
-    def table(name: str, values: np.ndarray) -> None:
-        group.create_array(name, data=values, dimension_names=fmt.DIMENSIONS[name], chunks=values.shape)
-
-    parent = np.array([index.label_relationship[f] for f in fine])
-    table(fmt.LABEL, np.array(coarse))
-    table(fmt.FINE_LABEL, np.array(fine))
-    table(fmt.FINE_LABEL_PARENT, parent)
-    table(fmt.USER, users.user_id)
-    table(fmt.USER_PARTITION, users.partition)
-    table(fmt.USER_START, users.start)
-    table(fmt.USER_COUNT, users.count)
-
-    sample_of_row = np.empty_like(order)
-    sample_of_row[order] = np.arange(len(order))
-    for name, lists, vocabulary in ((fmt.LABELS, index.labels, coarse), (fmt.FINE_GRAINED_LABELS, index.fine_grained_labels, fine)):
-        rows, columns = _multi_hot_entries(lists, vocabulary, index, "coarse" if name == fmt.LABELS else "fine-grained")
-        samples = sample_of_row[rows]
-        by_sample = np.argsort(samples, kind="stable")
-        samples, columns = samples[by_sample], columns[by_sample]
-        start = 0
-        for size in plan.blocks:
+    labels_crc = np.zeros(len(users.count), dtype=np.uint32)
+    ids_in_order = index.image_id[order]
+    coarse_at = _labels_multi_hot(index.labels, coarse, order)
+    fine_at = _labels_multi_hot(index.fine_grained_labels, fine, order)
+    user_of_block_start = np.searchsorted(users.start, np.cumsum([0, *layout.blocks])[:-1])
+    start = 0
+    for size, first_user in zip(layout.blocks, user_of_block_start.tolist()):
+        dense = []
+        for (samples, columns), target, width_ in ((coarse_at, labels, len(coarse)), (fine_at, fine_labels, len(fine))):
             lo, hi = np.searchsorted(samples, [start, start + size])
-            block = np.zeros((size, len(vocabulary)), dtype=bool)
+            block = np.zeros((size, width_), dtype=bool)
             block[samples[lo:hi] - start, columns[lo:hi]] = True
-            arrays[name][start : start + size] = block
-            start += size
+            target[start : start + size] = block
+            dense.append(block)
+        user = first_user
+        while user < len(users.start) and users.start[user] < start + size:
+            rows = slice(users.start[user] - start, users.start[user] - start + users.count[user])
+            labels_crc[user] = fmt.labels_checksum(ids_in_order[users.start[user] : users.start[user] + users.count[user]], dense[0][rows], dense[1][rows])
+            user += 1
+        start += size
+    a = array(fmt.USER_LABELS_CRC32C, labels_crc.shape, labels_crc.dtype)
+    if labels_crc.size:
+        a[:] = labels_crc
 
+    report = quarantine_report(index, bad)
+    partitions = {p: {"users": int((users.partition == p).sum()), "images": int(users.count[users.partition == p].sum())} for p in fmt.PARTITIONS}
+    group.attrs.update({
+        "title": "FLAIR: Federated Learning Annotated Image Repository",
+        "flair_zarr": {"format": fmt.FORMAT_NAME, "version": fmt.FORMAT_VERSION, "block_images": block_images},
+        "source": {"format": src.format, "url": src.url, "jpeg_bytes": image_bytes if src.has_jpeg else None,
+                   "records": len(index)},
+        "image_encoding": fmt.JPEG_ENCODING if src.has_jpeg else fmt.PIXEL_ENCODING,
+        "counts": {"images": n, "users": len(users.count), "partitions": partitions,
+                   "quarantined_records": report["quarantined_records"], "quarantined_other_entries": len(report["other_entries"])},
+        "on_bad_record": on_bad_record,
+        "label_relationship": index.label_relationship,
+        "coordinates": " ".join(fmt.COORDINATES),
+        "license": "annotations CC-BY-NC-4.0; images under the Flickr licenses of their authors",
+        "citation": "Song, Granqvist, Talwar. FLAIR: Federated Learning Annotated Image Repository. NeurIPS 2022 Datasets and Benchmarks.",
+    })
+    zarr.consolidate_metadata(group.store)
 
-def _write_shards(store: Store, index: SourceIndex, source_batches: Any, plan: _Plan, progress: Callable[[int, int], None] | None) -> int:
-    """Stream JPEG bytes into one shard object per user; returns bytes read."""
-    users = plan.users
-    sample_of_row = np.empty_like(plan.order)
-    sample_of_row[plan.order] = np.arange(len(plan.order))
-    user_of_sample = np.repeat(np.arange(len(users.count)), users.count)
-    pending: dict[int, list[bytes | None]] = {}
-    filled = np.zeros(len(users.count), dtype=np.int64)
-    in_flight: deque[Future[None]] = deque()
-    jpeg_bytes = done_images = 0
-    with ThreadPoolExecutor(WRITE_THREADS) as pool:
-        for batch in source_batches:
-            rows = np.arange(batch.first_row, batch.first_row + len(batch.jpeg))
-            if rows[-1] >= len(plan.order) or not np.array_equal(batch.image_id, index.image_id[rows]):
-                raise SourceError(f"source rows {rows[0]}-{rows[-1]} changed between the index pass and the image pass")
-            for row, jpeg in zip(rows.tolist(), batch.jpeg):
-                try:
-                    if jpeg is None:
-                        raise fmt.InvalidImageError("no image bytes")
-                    fmt.check_jpeg(jpeg)
-                except fmt.InvalidImageError as error:
-                    raise fmt.InvalidImageError(f"{index.describe_row(row)}: {error}") from None
-                sample = int(sample_of_row[row])
-                user = int(user_of_sample[sample])
-                slots = pending.setdefault(user, [None] * int(users.count[user]))
-                slots[sample - int(users.start[user])] = jpeg
-                filled[user] += 1
-                jpeg_bytes += len(jpeg)
-                if filled[user] == users.count[user]:
-                    data = build_shard(pending.pop(user))  # type: ignore[arg-type]
-                    in_flight.append(pool.submit(put, store, shard_key(user), data))
-                    while len(in_flight) > 4 * WRITE_THREADS:
-                        in_flight.popleft().result()
-            done_images += len(batch.jpeg)
-            if progress:
-                progress(done_images, len(plan.order))
-        for future in in_flight:
-            future.result()
-    if pending:
-        user = next(iter(pending))
-        raise SourceError(f"user {users.user_id[user]}: the image pass yielded {filled[user]} of its {users.count[user]} images")
-    return jpeg_bytes
+    store = open_store(job.url, job.storage_options, read_only=False)
+    objects = [(key, value.to_bytes()) for key, value in memory.items() if key != ROOT_METADATA]
+    objects.append((QUARANTINE_KEY, json.dumps(report, indent=1).encode()))
+    with ThreadPoolExecutor(PUT_THREADS) as pool:
+        list(pool.map(lambda item: put(store, *item), objects))
+    put(store, ROOT_METADATA, memory[ROOT_METADATA].to_bytes())  # the commit point
+    job.finish()
+    return report["quarantined_records"]
 
 
 def ingest(
@@ -200,51 +238,72 @@ def ingest(
     dest: str,
     storage_options: dict[str, Any] | None = None,
     overwrite: bool = False,
+    *,
     source_storage_options: dict[str, Any] | None = None,
+    source_format: str | None = None,
+    on_bad_record: str = "error",
+    scheduler: str | Client | None = None,
     block_images: int = fmt.BLOCK_IMAGES,
-    progress: Callable[[int, int], None] | None = None,
+    task_images: int | None = None,
+    progress: bool = False,
 ) -> IngestReport:
     """Write the FLAIR source at ``source`` into a new store at ``dest``.
 
     ``storage_options`` go to the destination's filesystem,
-    ``source_storage_options`` to the source's. An existing, non-empty
-    ``dest`` is refused unless ``overwrite`` is true.
+    ``source_storage_options`` to the source's. ``source_format`` overrides
+    detection (``hf-parquet``, ``apple-raw``, ``pfl-hdf5``). A bad record stops
+    the ingest with an error naming it, unless ``on_bad_record='skip'``: then
+    the rest is ingested and every left-out record is listed in the store's
+    ``quarantine.json``. An existing ``dest`` is refused unless ``overwrite``,
+    except an unfinished ingest with the same arguments, which is resumed.
+    Tasks run on ``scheduler`` (a Client or address), the client in hand, or
+    a new LocalCluster.
     """
+    if on_bad_record not in ON_BAD_RECORD:
+        raise ValueError(f"on_bad_record must be one of {ON_BAD_RECORD}, not {on_bad_record!r}")
     began = time.perf_counter()
     fmt.enable_zarr_features()
-    src = open_source(source, source_storage_options)
+    src = open_source(source, source_storage_options, source_format)
     index = src.read_index()
-    _check_index(index)
-    coarse = sorted(set(index.label_relationship.values()))
-    fine = sorted(index.label_relationship)
-    plan = _Plan.of(index, block_images)
+    bad = list(index.bad) + check_index(index)
+    if on_bad_record == "error":
+        raise_if_bad(index, bad)
+    task_images = task_images or TASK_IMAGES[src.has_jpeg]
+    plan = {"format_version": fmt.FORMAT_VERSION, "source": {"url": src.url, "format": src.format, "files": src.fingerprint()},
+            "on_bad_record": on_bad_record, "block_images": block_images, "task_images": task_images}
+    job = IngestJob.prepare(dest, storage_options, plan, overwrite)
+    if job.committed:
+        job.finish()
+        return _report_of_committed(dest, storage_options, began)
 
-    store = prepare_destination(dest, storage_options, overwrite)
-    group = zarr.open_group(store, mode="w", zarr_format=3)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*fixed_length_utf32.*")
+    with dask_client(scheduler) as client:
+        rows, locations, scan_bad, reused = _scan(client, src, index, job, progress)
+        bad += scan_bad
+        if on_bad_record == "error":
+            raise_if_bad(index, bad)
+        bad_rows = np.array(sorted({b.row for b in bad if b.row is not None}), dtype=np.int64)
+        keep = ~np.isin(rows, bad_rows)
+        layout = Layout.of(index, rows[keep], locations[keep], block_images)
+        tasks = layout.tasks(task_images)
+        shown = Progress("write", len(layout.users.count), len(layout.order), progress)
+        [source_future] = client.scatter([src], broadcast=True, hash=False)
+        results, reused_writes = _run(client, job, f"write-{layout.digest()}", write_users, tasks,
+                                      (source_future, job.url, job.storage_options, job.staging), shown,
+                                      lambda task, result: (len(task.users), int(task.counts.sum())))
+        memory = worker_peak_memory(client)
+    with warnings.catch_warnings():  # fixed-width strings and consolidated metadata are not in the v3 spec yet
         warnings.filterwarnings("ignore", category=zarr.errors.UnstableSpecificationWarning)
-        arrays = _create_arrays(group, index, plan, coarse, fine)
-        _write_small_arrays(group, arrays, index, plan, coarse, fine)
-    jpeg_bytes = _write_shards(store, index, src.iter_images(), plan, progress)
-
-    partitions = {
-        p: {"users": int((plan.users.partition == p).sum()), "images": int(plan.users.count[plan.users.partition == p].sum())}
-        for p in fmt.PARTITIONS
-    }
-    group.attrs.update(
-        {
-            "title": "FLAIR: Federated Learning Annotated Image Repository",
-            "flair_zarr": {"format": fmt.FORMAT_NAME, "version": fmt.FORMAT_VERSION, "block_images": block_images},
-            "source": {"format": src.format, "url": src.url, "jpeg_bytes": jpeg_bytes},
-            "counts": {"images": len(index), "users": len(plan.users.count), "partitions": partitions},
-            "label_relationship": index.label_relationship,
-            "coordinates": " ".join(fmt.COORDINATES),
-            "license": "annotations CC-BY-NC-4.0; images under the Flickr licenses of their authors",
-            "citation": "Song, Granqvist, Talwar. FLAIR: Federated Learning Annotated Image Repository. NeurIPS 2022 Datasets and Benchmarks.",
-        }
-    )
-    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, message="Consolidated metadata")
-        zarr.consolidate_metadata(store)
-    return IngestReport(images=len(index), users=len(plan.users.count), jpeg_bytes=jpeg_bytes, seconds=time.perf_counter() - began)
+        quarantined = _commit(job, src, index, layout, [r for result in results for r in result], bad, block_images, on_bad_record)
+    jpeg = sum(r[3] for result in results for r in result) if src.has_jpeg else None
+    return IngestReport(images=len(layout.order), users=len(layout.users.count), quarantined=quarantined, jpeg_bytes=jpeg,
+                        seconds=time.perf_counter() - began, reused_tasks=reused + reused_writes, worker_peak_memory=memory)
+
+
+def _report_of_committed(dest: str, storage_options: dict[str, Any] | None, began: float) -> IngestReport:
+    """An ingest re-run after its commit: nothing to do but say what is there."""
+    attrs = zarr.open_group(open_store(dest, storage_options), mode="r").attrs
+    counts = attrs["counts"]
+    return IngestReport(images=counts["images"], users=counts["users"], quarantined=counts["quarantined_records"],
+                        jpeg_bytes=attrs["source"]["jpeg_bytes"], seconds=time.perf_counter() - began, reused_tasks=-1,
+                        worker_peak_memory={})

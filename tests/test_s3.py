@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import s3fs
@@ -58,14 +62,13 @@ def test_source_read_from_s3(source, s3, local_store):
     assert remote.flair.jpeg_bytes(user) == local.flair.jpeg_bytes(user)
 
 
-def test_cli_honours_aws_environment(source, s3, monkeypatch, capsys):
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3["endpoint_url"])
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3["key"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3["secret"])
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    assert main(["ingest", str(source), "s3://flair/cli-env.zarr"]) == 0
-    assert main(["info", "s3://flair/cli-env.zarr"]) == 0
-    out = capsys.readouterr().out
+def test_cli_honours_aws_environment(source, s3):
+    """The standard AWS variables, in a fresh process whose Dask workers inherit them."""
+    env = {**os.environ, "AWS_ENDPOINT_URL": s3["endpoint_url"], "AWS_ACCESS_KEY_ID": s3["key"],
+           "AWS_SECRET_ACCESS_KEY": s3["secret"], "AWS_DEFAULT_REGION": "us-east-1"}
+    cli = [sys.executable, "-m", "flair_zarr.cli"]
+    subprocess.run([*cli, "ingest", str(source), "s3://flair/cli-env.zarr"], env=env, check=True, capture_output=True)
+    out = subprocess.run([*cli, "info", "s3://flair/cli-env.zarr"], env=env, check=True, capture_output=True, text=True).stdout
     assert "users 40" in out and "one per user" in out
 
 
