@@ -1,4 +1,5 @@
-"""Synthetic FLAIR in the Hugging Face ``apple/flair`` parquet layout.
+"""Synthetic FLAIR in each public layout: Hugging Face ``apple/flair``
+parquet, Apple's ml-flair download (JSON and tarballs), pfl-research's HDF5.
 
 No real FLAIR is reachable here, so tests and demos use data written in the
 real format with FLAIR's published statistics: the real label vocabularies
@@ -20,7 +21,8 @@ import json
 import math
 import multiprocessing
 import os
-from collections.abc import Iterator
+import tarfile
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -265,69 +267,136 @@ class SynthReport:
     files: int
 
 
-def synth(out: str | os.PathLike[str], users: int | None = 200, seed: int = 0, workers: int | None = None) -> SynthReport:
-    """Write synthetic FLAIR to ``out`` (a new folder). ``users=None`` writes
-    the full 51,414 users / 429,078 images. JPEG encoding runs on ``workers``
-    processes; the output depends only on ``seed``."""
+LAYOUTS = ("hf-parquet", "apple-raw", "pfl-hdf5")
+TARBALL_IMAGES = 10_000  # 43 tarballs at full scale, like Apple's download
+APPLE_TARBALL_FOLDER = "images/small"
+PFL_FILE = "flair_federated.hdf5"
+
+Record = tuple[str, int, list[str], list[str], str]  # user_id, image_id, labels, fine_grained_labels, partition
+
+
+def synth(out: str | os.PathLike[str], users: int | None = 200, seed: int = 0, workers: int | None = None,
+          layout: str = "hf-parquet") -> SynthReport:
+    """Write synthetic FLAIR to ``out`` (a new folder) in one of the public
+    ``layout``s. ``users=None`` writes the full 51,414 users / 429,078 images.
+    The records and JPEG bytes depend only on ``seed`` (not on the layout or
+    ``workers``, the number of encoding processes), so every layout of one
+    seed holds the same dataset."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
     root = Path(out)
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"{root} exists and is not empty")
-    (root / "data").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     vocab = Vocabulary.load()
     plan = _plan_users(rng, users)
-
-    (root / LABEL_RELATIONSHIP_FILE).write_text("".join(f"{f} -> {c}\n" for f, c in sorted(vocab.relationship.items())))
-
-    total = int(plan.count.sum())
-    image_ids = _unique_ids(rng, total)
-    rows: dict[str, list[tuple[str, int, list[str], list[str]]]] = {p: [] for p in PARTITIONS}
+    image_ids = _unique_ids(rng, int(plan.count.sum()))
+    by_partition: dict[str, list[Record]] = {p: [] for p in PARTITIONS}
     next_id = 0
     # Source order is the order users come in (not sorted by id), like the JSON.
     for u in rng.permutation(len(plan.user_id)):
         preference = rng.dirichlet(vocab.coarse_weight * 5)
         preference = 0.7 * preference + 0.3 * vocab.coarse_weight
         for coarse, fine in _user_labels(rng, vocab, preference, int(plan.count[u])):
-            rows[plan.partition[u]].append((plan.user_id[u], int(image_ids[next_id]), coarse, fine))
+            by_partition[plan.partition[u]].append((plan.user_id[u], int(image_ids[next_id]), coarse, fine, plan.partition[u]))
             next_id += 1
+    records = [r for p in PARTITIONS for r in by_partition[p]]
 
-    jpeg_bytes = files = 0
+    root.mkdir(parents=True, exist_ok=True)
+    if layout != "pfl-hdf5":  # pfl-research's file carries no fine -> coarse map
+        (root / LABEL_RELATIONSHIP_FILE).write_text("".join(f"{f} -> {c}\n" for f, c in sorted(vocab.relationship.items())))
+    writer = {"hf-parquet": _write_hf_parquet, "apple-raw": _write_apple_raw, "pfl-hdf5": _write_pfl_hdf5}[layout]
+    sizes = [min(ROW_GROUP_ROWS, len(records) - s) for s in range(0, len(records), ROW_GROUP_ROWS)]
     with ProcessPoolExecutor(workers or os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for partition in PARTITIONS:
-            records = rows[partition]
-            n_files = max(1, min(HF_FILES[partition], len(records)))
-            per_file = math.ceil(len(records) / n_files) if records else 0
-            for f in range(n_files):
-                part = records[f * per_file : (f + 1) * per_file]
-                path = root / "data" / f"{partition}-{f:05d}-of-{n_files:05d}.parquet"
-                jpeg_bytes += _write_parquet(path, part, pool, seed, (PARTITIONS.index(partition) << 20) + f)
-                files += 1
-    return SynthReport(users=len(plan.user_id), images=total, jpeg_bytes=jpeg_bytes, files=files)
+        batches = pool.map(_jpeg_batch, [(seed, b) for b in range(len(sizes))], sizes)
+        counted = _Counted(j for batch in batches for j in batch)
+        files = writer(root, records, counted)
+    return SynthReport(users=len(plan.user_id), images=len(records), jpeg_bytes=counted.bytes, files=files)
+
+
+class _Counted:
+    """The JPEG stream, counting its bytes."""
+
+    def __init__(self, jpegs: Iterator[bytes]):
+        self._jpegs, self.bytes = jpegs, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for jpeg in self._jpegs:
+            self.bytes += len(jpeg)
+            yield jpeg
+
+
+def _write_hf_parquet(root: Path, records: list[Record], jpegs: Iterable[bytes]) -> int:
+    """``data/{split}-NNNNN-of-NNNNN.parquet``, rows in source order, files cut
+    by row count so that users span files as in the real dataset."""
+    (root / "data").mkdir()
+    stream = iter(jpegs)
+    files = 0
+    for partition in PARTITIONS:
+        rows = [r for r in records if r[4] == partition]
+        n_files = max(1, min(HF_FILES[partition], len(rows)))
+        per_file = math.ceil(len(rows) / n_files) if rows else 0
+        for f in range(n_files):
+            path = root / "data" / f"{partition}-{f:05d}-of-{n_files:05d}.parquet"
+            with pq.ParquetWriter(path, SCHEMA) as out:
+                for batch in _batches(rows[f * per_file : (f + 1) * per_file], ROW_GROUP_ROWS):
+                    user_id, image_id, coarse, fine, split = zip(*batch)
+                    images = [{"bytes": next(stream), "path": f"{i}.jpg"} for i in image_id]
+                    table = pa.table({"user_id": list(user_id), "image_id": list(image_id), "labels": list(coarse),
+                                      "partition": list(split), "fine_grained_labels": list(fine), "image": images}, schema=SCHEMA)
+                    out.write_table(table, row_group_size=len(batch))
+            files += 1
+    return files
+
+
+def _write_apple_raw(root: Path, records: list[Record], jpegs: Iterable[bytes]) -> int:
+    """``labels_and_metadata.json`` and ``images/small/small_images-NN.tar.gz``
+    (members ``small_images/{image_id}.jpg`` in record order), like ml-flair's download."""
+    metadata = [{"user_id": u, "image_id": str(i), "labels": c, "partition": p, "fine_grained_labels": f} for u, i, c, f, p in records]
+    (root / "labels_and_metadata.json").write_text(json.dumps(metadata, indent=1))
+    folder = root / APPLE_TARBALL_FOLDER
+    folder.mkdir(parents=True)
+    count = min(43, max(2, math.ceil(len(records) / TARBALL_IMAGES)))
+    per_tarball = math.ceil(len(records) / count)
+    stream = iter(jpegs)
+    for t in range(count):
+        with tarfile.open(folder / f"small_images-{t:02d}.tar.gz", "w:gz") as tar:
+            for _, image_id, *_ in records[t * per_tarball : (t + 1) * per_tarball]:
+                data = next(stream)
+                info = tarfile.TarInfo(f"small_images/{image_id}.jpg")
+                info.size, info.mtime = len(data), 0
+                tar.addfile(info, io.BytesIO(data))
+    return count + 1
+
+
+def _write_pfl_hdf5(root: Path, records: list[Record], jpegs: Iterable[bytes]) -> int:
+    """pfl-research's federated HDF5: Pillow-decoded pixels grouped by
+    partition and user, sparse label indices, label mappings of the labels seen."""
+    import h5py
+
+    coarse = {label: i for i, label in enumerate(sorted({c for r in records for c in r[2]}))}
+    fine = {label: i for i, label in enumerate(sorted({f for r in records for f in r[3]}))}
+    stream = iter(jpegs)
+    with h5py.File(root / PFL_FILE, "w") as h5:
+        position = 0
+        while position < len(records):
+            user, partition = records[position][0], records[position][4]
+            end = position
+            while end < len(records) and records[end][0] == user:
+                end += 1
+            mine = records[position:end]
+            group = h5.create_group(f"/{partition}/{user}")
+            group["images"] = np.stack([np.asarray(Image.open(io.BytesIO(next(stream))).convert("RGB")) for _ in mine])
+            group["image_ids"] = np.asarray([str(r[1]) for r in mine], dtype="S")
+            for key, mapping, column, col_dtype in (("labels", coarse, 2, np.uint8), ("fine_grained_labels", fine, 3, np.uint16)):
+                group[f"{key}_row"] = np.asarray([j for j, r in enumerate(mine) for _ in r[column]], dtype=np.uint16)
+                group[f"{key}_col"] = np.asarray([mapping[label] for r in mine for label in r[column]], dtype=col_dtype)
+            position = end
+        h5["/metadata/label_mapping"] = json.dumps(coarse)
+        h5["/metadata/fine_grained_label_mapping"] = json.dumps(fine)
+    return 1
 
 
 def _batches(records: list, size: int) -> Iterator[list]:
     for start in range(0, len(records), size):
         yield records[start : start + size]
-
-
-def _write_parquet(path: Path, records: list, pool: ProcessPoolExecutor, seed: int, stream: int) -> int:
-    batches = list(_batches(records, ROW_GROUP_ROWS))
-    images = pool.map(_jpeg_batch, [(seed, stream, b) for b in range(len(batches))], [len(b) for b in batches])
-    written = 0
-    with pq.ParquetWriter(path, SCHEMA) as writer:
-        for batch, jpegs in zip(batches, images):
-            user_id, image_id, coarse, fine = zip(*batch)
-            table = pa.table(
-                {
-                    "user_id": list(user_id),
-                    "image_id": list(image_id),
-                    "labels": list(coarse),
-                    "partition": [path.name.split("-", 1)[0]] * len(batch),
-                    "fine_grained_labels": list(fine),
-                    "image": [{"bytes": j, "path": f"{i}.jpg"} for i, j in zip(image_id, jpegs)],
-                },
-                schema=SCHEMA,
-            )
-            writer.write_table(table, row_group_size=len(batch))
-            written += sum(map(len, jpegs))
-    return written

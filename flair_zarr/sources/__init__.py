@@ -13,6 +13,7 @@ Images are JPEG file bytes where the source has them, or decoded pixels
 
 from __future__ import annotations
 
+import io
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -78,16 +79,34 @@ class SourceIndex:
 @dataclass(frozen=True)
 class Staging:
     """Scratch space beside the store for sources that must be copied before
-    they can be read by range (gzip tarballs)."""
+    they can be read by range (gzip tarballs). Without a ``url`` nothing is
+    kept (a scan made only to check the source)."""
 
-    url: str
+    url: str | None
     storage_options: dict[str, Any] | None = None
 
+    def open(self, name: str) -> Any:
+        """A binary file to write ``name`` into (a sink when nothing is kept)."""
+        if self.url is None:
+            return _Sink()
+        fs, path = self.path(name)
+        return fs.open(path, "wb")
+
     def path(self, name: str) -> tuple[fsspec.AbstractFileSystem, str]:
+        if self.url is None:
+            raise ValueError("this scan keeps no staged copies")
         fs, root = filesystem(self.url, self.storage_options)
         if "file" in fs.protocol:
             fs.makedirs(root, exist_ok=True)
         return fs, posixpath.join(root, name)
+
+
+class _Sink(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        return len(data)
 
 
 class Source(Protocol):

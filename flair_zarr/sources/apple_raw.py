@@ -120,9 +120,8 @@ class AppleRawSource:
         order = np.argsort(image_ids)
         sorted_ids = image_ids[order]
         name = posixpath.basename(self.tarballs[number])
-        fs, blob = staging.path(f"{number:05d}.bin")
         offset = 0
-        with self._fs.open(self.tarballs[number], "rb") as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar, fs.open(blob, "wb") as out:
+        with self._fs.open(self.tarballs[number], "rb") as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar, staging.open(f"{number:05d}.bin") as out:
             for member in tar:
                 if not member.isfile():
                     continue
