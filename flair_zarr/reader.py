@@ -3,6 +3,7 @@ with dask chunks aligned to users."""
 
 from __future__ import annotations
 
+import posixpath
 import warnings
 from typing import Any
 
@@ -10,7 +11,8 @@ import numpy as np
 import xarray as xr
 
 from . import format as fmt
-from .storage import open_store
+from .job import JOB_FOLDER
+from .storage import filesystem, open_store
 
 
 class NotAFlairStoreError(ValueError):
@@ -32,6 +34,10 @@ def open_dataset(url: str, storage_options: dict[str, Any] | None = None) -> xr.
             warnings.filterwarnings("ignore", category=UserWarning, message="Consolidated metadata")
             lazy = xr.open_zarr(store, consolidated=True, zarr_format=3, chunks=None)
     except (FileNotFoundError, KeyError, ValueError) as error:
+        fs, path = filesystem(url, storage_options)
+        if fs.exists(posixpath.join(path, JOB_FOLDER, "plan.json")):
+            raise NotAFlairStoreError(f"{url}: an ingest into it has not finished (not committed); "
+                                      "re-run the same ingest to resume it") from error
         raise NotAFlairStoreError(f"{url}: no committed flair-zarr store (no consolidated zarr v3 metadata: {error})") from error
     about = lazy.attrs.get("flair_zarr", {})
     if about.get("format") != fmt.FORMAT_NAME:

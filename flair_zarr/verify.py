@@ -58,13 +58,18 @@ def check_block(url: str, storage_options: dict[str, Any] | None, start: int, us
     image's CRC32C (of the JPEG bytes, or of the decoded pixels) by image id."""
     fmt.enable_zarr_features()
     store = open_store(url, storage_options)
-    group = zarr.open_group(store, mode="r")
     stop = users[-1][2] + users[-1][3]
-    image_ids = group[fmt.IMAGE_ID][start:stop]
-    labels = group[fmt.LABELS][start:stop]
-    fine = group[fmt.FINE_GRAINED_LABELS][start:stop]
-    stored_labels_crc = group[fmt.USER_LABELS_CRC32C][users[0][0] : users[-1][0] + 1]
-    problems, images = [], {}
+    problems: list[str] = []
+    images: dict[int, int] = {}
+    try:
+        group = zarr.open_group(store, mode="r")
+        image_ids = group[fmt.IMAGE_ID][start:stop]
+        labels = group[fmt.LABELS][start:stop]
+        fine = group[fmt.FINE_GRAINED_LABELS][start:stop]
+        stored_labels_crc = group[fmt.USER_LABELS_CRC32C][users[0][0] : users[-1][0] + 1]
+    except Exception as error:  # noqa: BLE001 - an unreadable chunk is what verify reports
+        problems.append(f"samples {start}-{stop - 1} (users {users[0][1]} ... {users[-1][1]}): labels or ids unreadable ({error!r})")
+        return {"problems": problems, "images": images, "count": stop - start, "users": len(users)}
     for (position, user_id, first, count, expected), labels_crc in zip(users, stored_labels_crc.tolist()):
         rows = slice(first - start, first - start + count)
         if fmt.labels_checksum(image_ids[rows], labels[rows], fine[rows]) != labels_crc:

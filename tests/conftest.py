@@ -58,6 +58,26 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def sources(source: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The same synthetic FLAIR (seed, users) in every public form."""
+    import tarfile
+
+    out = {"hf-parquet": source}
+    for layout in ("apple-raw", "pfl-hdf5"):
+        out[layout] = tmp_path_factory.mktemp(layout) / "flair"
+        synth(out[layout], users=SOURCE_USERS, seed=3, workers=1, layout=layout)
+    extracted = tmp_path_factory.mktemp("apple-extracted") / "flair"
+    extracted.mkdir()
+    for name in ("labels_and_metadata.json", "label_relationship.txt"):
+        (extracted / name).write_bytes((out["apple-raw"] / name).read_bytes())
+    for tarball in sorted((out["apple-raw"] / "images" / "small").glob("*.tar.gz")):
+        with tarfile.open(tarball) as tar:
+            tar.extractall(extracted, filter="data")
+    out["apple-extracted"] = extracted
+    return out
+
+
+@pytest.fixture(scope="session")
 def source_rows(source: Path) -> list[tuple[int, SourceRecord]]:
     return read_source(source)
 
