@@ -113,7 +113,7 @@ def quarantine_report(index: SourceIndex, bad: list[BadRecord]) -> dict[str, Any
     return {"source_records": len(index), "quarantined_records": len(records), "records": records, "other_entries": others}
 
 
-def raise_if_bad(index: SourceIndex, bad: list[BadRecord]) -> None:
+def raise_if_bad(index: SourceIndex, bad: list[BadRecord], images_checked: bool = True) -> None:
     """The error for ``on_bad_record='error'``: every bad record counted, the first ones named."""
     if not bad:
         return
@@ -125,7 +125,7 @@ def raise_if_bad(index: SourceIndex, bad: list[BadRecord]) -> None:
         lines.append(f"  {who}: {entry['reason']}")
     more = f"\n  ... and {len(entries) - SHOWN_IN_ERRORS} more" if len(entries) > SHOWN_IN_ERRORS else ""
     raise BadRecordsError(
-        f"{report['quarantined_records']} bad record(s) and {len(report['other_entries'])} bad source entries; "
-        f"nothing was committed. Use on_bad_record='skip' (--on-bad-record=skip) to ingest the rest with a quarantine report.\n"
+        f"{report['quarantined_records']} bad record(s) and {len(report['other_entries'])} bad source entries"
+        f"{'' if images_checked else ' in the index (images not read yet)'}; nothing was committed. Use on_bad_record='skip' (--on-bad-record=skip) to ingest the rest with a quarantine report.\n"
         + "\n".join(lines) + more
     )

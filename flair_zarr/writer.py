@@ -267,7 +267,7 @@ def ingest(
     index = src.read_index()
     bad = list(index.bad) + check_index(index)
     if on_bad_record == "error":
-        raise_if_bad(index, bad)
+        raise_if_bad(index, bad, images_checked=False)
     task_images = task_images or TASK_IMAGES[src.has_jpeg]
     plan = {"format_version": fmt.FORMAT_VERSION, "source": {"url": src.url, "format": src.format, "files": src.fingerprint()},
             "on_bad_record": on_bad_record, "block_images": block_images, "task_images": task_images}
