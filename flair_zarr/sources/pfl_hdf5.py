@@ -28,6 +28,7 @@ from . import (
 
 SUFFIXES = (".hdf5", ".h5")
 PARTITION_ALIASES = {"validation": "val"}
+BLOCK_SIZE = 4 * 2**20
 
 
 def _decode(value: Any) -> str:
@@ -56,7 +57,9 @@ class PflHDF5Source:
         return any(p.endswith(SUFFIXES) for p in fs.ls(root, detail=False))
 
     def _open(self) -> h5py.File:
-        return h5py.File(self._fs.open(self.path, "rb"), "r")
+        # HDF5 jumps between metadata and data: keep the blocks it read (a
+        # readahead cache refetches on every backward seek, 60x slower on S3).
+        return h5py.File(self._fs.open(self.path, "rb", cache_type="blockcache", block_size=BLOCK_SIZE), "r")
 
     def fingerprint(self) -> list[Any]:
         return fingerprint_files(self._fs, [self.path])
