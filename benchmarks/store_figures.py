@@ -26,6 +26,14 @@ def measure(label: str, url: str, source: Path, options: dict | None) -> None:
     ingest_s = time.perf_counter() - began
     fs, path = filesystem(url, options)
     store_bytes = fs.du(path)
+    print(f"[{label}] {url}")
+    print(f"  ingest: {report.images:,} images of {report.users:,} users in {ingest_s:.1f} s = {report.images / ingest_s:,.0f} images/s"
+          f" (peak worker memory {max(report.worker_peak_memory.values()) / 2**20:,.0f} MiB)")
+    print(f"  size: store {store_bytes:,} B / source JPEG {report.jpeg_bytes:,} B = {store_bytes / report.jpeg_bytes:.4f}")
+    measure_reads(url, options)
+
+
+def measure_reads(url: str, options: dict | None) -> None:
 
     opens = []
     for _ in range(3):
@@ -48,9 +56,6 @@ def measure(label: str, url: str, source: Path, options: dict | None) -> None:
     ds.flair.user(users[big]).image.values
     big_s = time.perf_counter() - began
 
-    print(f"[{label}] {url}")
-    print(f"  ingest: {report.images:,} images of {report.users:,} users in {ingest_s:.1f} s = {report.images / ingest_s:,.0f} images/s")
-    print(f"  size: store {store_bytes:,} B / source JPEG {report.jpeg_bytes:,} B = {store_bytes / report.jpeg_bytes:.4f}")
     print(f"  open_dataset: {statistics.median(opens) * 1000:.0f} ms median of 3 ({', '.join(f'{o * 1000:.0f}' for o in opens)})")
     print(f"  one user's images, 50 random users ({images} images): median {statistics.median(reads) * 1000:.1f} ms, "
           f"max {max(reads) * 1000:.1f} ms")
@@ -61,7 +66,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=2700)
     parser.add_argument("--workdir", default="/tmp/flair-bench")
+    parser.add_argument("--reads-only", metavar="STORE", help="only the read figures of an existing store")
     args = parser.parse_args()
+    if args.reads_only:
+        print(f"[reads] {args.reads_only}")
+        measure_reads(args.reads_only, None)
+        return
     work = Path(args.workdir)
     source = work / f"source-{args.users}"
     if not source.exists():

@@ -69,3 +69,15 @@ def test_rerun_after_commit_changes_nothing(sources, uninterrupted):
     with pytest.raises(StoreExistsError):
         flair_zarr.ingest(str(sources["hf-parquet"]), str(uninterrupted))
     assert _files(uninterrupted) == before
+
+
+def test_ingest_on_a_scheduler_address(sources, dask_cluster, uninterrupted, tmp_path):
+    """--scheduler ADDRESS: the tasks run on an existing cluster named by its address."""
+    from flair_zarr.cli import main
+
+    dest = tmp_path / "store.zarr"
+    address = dask_cluster.scheduler.address
+    assert main(["ingest", str(sources["apple-raw"]), str(dest), "--scheduler", address]) == 0
+    ds = flair_zarr.open_dataset(str(dest))
+    assert ds.sizes["sample"] == flair_zarr.open_dataset(str(uninterrupted)).sizes["sample"]
+    assert main(["verify", str(dest), "--scheduler", address]) == 0
