@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from .sources import Staging
 from .storage import StoreExistsError, filesystem
 
 JOB_FOLDER = "_ingest"
+_PARTIAL = re.compile(r"\.[0-9a-f]{32}\.partial$")
 ROOT_METADATA = "zarr.json"  # written once, at commit
 
 
@@ -76,6 +78,16 @@ class IngestJob:
 
     def mark(self, kind: str, number: int, result: Any) -> None:
         self._write(posixpath.join(JOB_FOLDER, kind, f"{number:06d}.json"), result)
+
+    def remove_interrupted_writes(self) -> None:
+        """Delete the temporary files of local writes cut short by a kill
+        (zarr's LocalStore writes ``key.<uuid hex>.partial`` and renames it);
+        object stores never show a partial object."""
+        if "file" not in self.fs.protocol:
+            return
+        for path in self.fs.find(self.root):
+            if _PARTIAL.search(path):
+                self.fs.rm_file(path)
 
     def finish(self) -> None:
         """Delete the bookkeeping of a committed store."""

@@ -228,6 +228,7 @@ def _commit(job: IngestJob, src: Source, index: SourceIndex, layout: Layout, wri
     objects.append((QUARANTINE_KEY, json.dumps(report, indent=1).encode()))
     with ThreadPoolExecutor(PUT_THREADS) as pool:
         list(pool.map(lambda item: put(store, *item), objects))
+    job.remove_interrupted_writes()
     put(store, ROOT_METADATA, memory[ROOT_METADATA].to_bytes())  # the commit point
     job.finish()
     return report["quarantined_records"]
