@@ -4,7 +4,7 @@ user's block of labels), with concurrent cohort loads and prefetching."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -42,14 +42,14 @@ class FederatedFLAIR:
         self.max_concurrency = max_concurrency
         self.users: list[str] = self.dataset.flair.users()
         self._start = dict(zip(self.users, self.dataset[fmt.USER_START].values.tolist()))
-        self._count = dict(zip(self.users, self.dataset[fmt.USER_COUNT].values.tolist()))
+        self.image_counts: dict[str, int] = dict(zip(self.users, self.dataset[fmt.USER_COUNT].values.tolist()))
 
     def __len__(self) -> int:
         return len(self.users)
 
     def num_images(self, user_id: str) -> int:
         """Images ``load_user`` gives for ``user_id`` (capped at max_images_per_user)."""
-        count = self._count[user_id]
+        count = self.image_counts[user_id]
         return count if self.max_images_per_user is None else min(count, self.max_images_per_user)
 
     def sample_cohort(self, k: int, rng: np.random.Generator | int | None = None, replace: bool = False,
@@ -94,3 +94,30 @@ class FederatedFLAIR:
                 if round_number + 1 < rounds:
                     upcoming = start()
                 yield ids, loading.result()
+
+
+def pfl_federated_dataset(source: str | xr.Dataset, partition: str = "train", use_fine_grained_labels: bool = False,
+                          max_num_user_images: int = 512, numpy_to_tensor: Callable[[np.ndarray], Any] = lambda x: x,
+                          shuffle: bool = True, storage_options: dict[str, Any] | None = None) -> Any:
+    """A ``pfl.data.FederatedDataset`` over the store, giving what pfl-research's
+    FLAIR loader (``benchmarks/dataset/flair/numpy.py``) gives from its HDF5:
+    per user the first ``max_num_user_images`` images (uint8) and float32
+    multi-hot targets, shuffled together with numpy's global RNG unless
+    ``shuffle`` is false; users sampled at random from the sorted ids; each
+    user weighted by its full image count."""
+    from pfl.data.dataset import Dataset
+    from pfl.data.federated_dataset import FederatedDataset
+    from pfl.data.sampling import get_user_sampler
+
+    clients = FederatedFLAIR(source, partition=partition, label_set="fine" if use_fine_grained_labels else "coarse",
+                             max_images_per_user=max_num_user_images, storage_options=storage_options)
+
+    def make_dataset_fn(user_id: str) -> Dataset:
+        inputs, targets = clients.load_user(user_id)
+        if shuffle:
+            order = np.random.permutation(len(inputs))
+            inputs, targets = inputs[order], targets[order]
+        return Dataset(raw_data=[numpy_to_tensor(inputs), numpy_to_tensor(targets)], train_kwargs={"eval": False},
+                       eval_kwargs={"eval": True}, user_id=user_id)
+
+    return FederatedDataset(make_dataset_fn, get_user_sampler("random", sorted(clients.users)), user_id_to_weight=dict(clients.image_counts))

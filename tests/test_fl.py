@@ -57,3 +57,27 @@ def test_cohort_sampling_and_loading(ds):
     for ids, data in rounds:
         assert len(ids) == len(data) == 4
         assert all(len(images) == fl.num_images(u) for u, (images, _) in zip(ids, data))
+
+
+def test_pfl_federated_dataset(ds):
+    from pfl.data.federated_dataset import FederatedDataset
+
+    from flair_zarr.fl import pfl_federated_dataset
+
+    federated = pfl_federated_dataset(ds, partition="train", max_num_user_images=3, shuffle=False)
+    assert isinstance(federated, FederatedDataset)
+    clients = FederatedFLAIR(ds, partition="train", max_images_per_user=3)
+    cohort = list(federated.get_cohort(5))
+    assert len(cohort) == 5
+    for user_dataset, _seed in cohort:
+        images, targets = user_dataset.raw_data
+        expected_images, expected_targets = clients.load_user(user_dataset.user_id)
+        np.testing.assert_array_equal(images, expected_images)
+        np.testing.assert_array_equal(targets, expected_targets)
+        assert len(images) <= 3 and targets.dtype == np.float32
+    shuffled = pfl_federated_dataset(ds, partition="train", use_fine_grained_labels=True)
+    user_dataset, _ = next(iter(shuffled.get_cohort(1)))
+    images, targets = user_dataset.raw_data
+    expected_images, expected_targets = FederatedFLAIR(ds, label_set="fine").load_user(user_dataset.user_id)
+    assert targets.shape[1] == 1628
+    assert sorted(map(bytes, images)) == sorted(map(bytes, expected_images))  # same images, pfl's shuffled order
