@@ -115,10 +115,6 @@ class UserTable:
     start: np.ndarray  # int64
     count: np.ndarray  # int64
 
-    @property
-    def num_images(self) -> int:
-        return int(self.count.sum())
-
     def blocks(self, max_images: int = BLOCK_IMAGES) -> tuple[int, ...]:
         """Sample counts of consecutive user-aligned blocks.
 

@@ -38,18 +38,6 @@ def filesystem(url: str, storage_options: dict[str, Any] | None = None) -> tuple
     return url_to_fs(str(url), **(storage_options or {}))
 
 
-def prepare_destination(url: str, storage_options: dict[str, Any] | None, overwrite: bool) -> Store:
-    """A writable store at ``url``, refusing to touch existing data unless
-    ``overwrite`` is set (then the old contents are deleted first)."""
-    fs, path = filesystem(url, storage_options)
-    if fs.exists(path) and fs.ls(path, detail=False):
-        if not overwrite:
-            raise StoreExistsError(f"{url} already exists and is not empty; pass overwrite=True (--overwrite) to replace it")
-        fs.rm(path, recursive=True)
-        fs.invalidate_cache()
-    return open_store(url, storage_options, read_only=False)
-
-
 def put(store: Store, key: str, data: bytes) -> None:
     """Write one object (blocking)."""
     sync(store.set(key, default_buffer_prototype().buffer.from_bytes(data)))

@@ -71,10 +71,6 @@ class SourceIndex:
         name, start = self.row_origin[file_number]
         return f"{name} record {row - start}"
 
-    def describe_row(self, row: int) -> str:
-        """Name a record for error messages: image id, user, file and position."""
-        return f"image_id {self.image_id[row]} (user {self.user_id[row]}, {self.where(row)})"
-
 
 @dataclass(frozen=True)
 class Staging:
