@@ -5,6 +5,7 @@ such as ``AWS_ENDPOINT_URL``)."""
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import fsspec
@@ -23,14 +24,47 @@ def is_local(url: str) -> bool:
     return "://" not in str(url) or str(url).startswith("file://")
 
 
+# s3fs storage option -> obstore S3Store setting
+_OBSTORE_S3 = {"key": "access_key_id", "secret": "secret_access_key", "token": "session_token", "endpoint_url": "endpoint"}
+
+
 def open_store(url: str, storage_options: dict[str, Any] | None = None, read_only: bool = True) -> Store:
-    """A zarr store for ``url``: LocalStore for paths, FsspecStore otherwise."""
+    """A zarr store for ``url``: LocalStore for paths, obstore for ``s3://``
+    (one GET per object read, where s3fs sends a HEAD first), FsspecStore
+    for every other URL or for S3 options only s3fs knows."""
     url = str(url)
     if is_local(url):
         if storage_options:
             raise ValueError(f"storage options {sorted(storage_options)} given for local path {url}")
         return zarr.storage.LocalStore(url.removeprefix("file://"), read_only=read_only)
+    if url.startswith("s3://"):
+        store = _obstore_s3(url, storage_options or {}, read_only)
+        if store is not None:
+            return store
     return zarr.storage.FsspecStore.from_url(url, storage_options=storage_options or {}, read_only=read_only)
+
+
+def _obstore_s3(url: str, options: dict[str, Any], read_only: bool) -> Store | None:
+    """The obstore S3 store for ``url`` with s3fs-style ``options`` (and the
+    standard AWS environment, which obstore reads itself); None if an option
+    has no obstore equivalent."""
+    from obstore.store import S3Store
+
+    config: dict[str, Any] = {}
+    for key, value in options.items():
+        if key in _OBSTORE_S3:
+            config[_OBSTORE_S3[key]] = value
+        elif key == "anon":
+            config["skip_signature"] = bool(value)
+        elif key == "client_kwargs" and set(value) <= {"region_name"}:
+            config["region"] = value["region_name"]
+        else:
+            return None
+    endpoint = config.get("endpoint") or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    client_options = {"allow_http": True} if endpoint and endpoint.startswith("http://") else {}
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    s3 = S3Store(bucket, prefix=prefix.strip("/") or None, client_options=client_options, **config)
+    return zarr.storage.ObjectStore(s3, read_only=read_only)
 
 
 def filesystem(url: str, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:

@@ -38,3 +38,27 @@ def local_s3(bucket: str = "flair") -> Iterator[dict[str, Any]]:
         yield {"endpoint_url": endpoint, **CREDENTIALS}
     finally:
         server.stop()
+
+
+class RequestLog(logging.Handler):
+    """The requests the local S3 server receives ("GET /bucket/key"), while attached."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if '"' in message:
+            self.requests.append(message.split('"')[1].rsplit(" ", 1)[0])
+
+    def __enter__(self) -> RequestLog:
+        log = logging.getLogger("werkzeug")
+        log.addHandler(self)
+        log.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        log = logging.getLogger("werkzeug")
+        log.removeHandler(self)
+        log.setLevel(logging.ERROR)

@@ -79,3 +79,19 @@ def test_cli_storage_options(source, s3, capsys):
     assert "images" in capsys.readouterr().out
     assert main(["ingest", str(source), "s3://flair/cli-opts.zarr", *options]) == 1
     assert main(["ingest", str(source), "s3://flair/cli-opts.zarr", "--overwrite", *options]) == 0
+
+
+def test_one_request_per_user_read(s3_store, s3):
+    """A user's images are one GET of that user's shard object; its labels one GET of its block."""
+    from flair_zarr.testing import RequestLog
+
+    ds = flair_zarr.open_dataset(s3_store, storage_options=s3)
+    for position in (0, 7, len(ds.flair.users()) - 1):
+        user = ds.flair.users()[position]
+        with RequestLog() as log:
+            images = ds.flair.user(user)[fmt.IMAGE].values
+        assert log.requests == [f"GET /flair/roundtrip.zarr/image/c/{position}/0/0/0"]
+        assert len(images) == int(ds[fmt.USER_COUNT].values[position])
+        with RequestLog() as log:
+            ds.flair.user(user)[fmt.LABELS].values
+        assert len(log.requests) == 1 and log.requests[0].startswith("GET /flair/roundtrip.zarr/labels/c/")
