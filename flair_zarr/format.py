@@ -95,6 +95,13 @@ def encode_pixels(pixels: np.ndarray) -> bytes:
     return bytes(imagecodecs.webp_encode(pixels, lossless=True, level=PIXEL_ENCODING["level"], method=PIXEL_ENCODING["method"]))
 
 
+def decode_pixels(chunk: bytes) -> np.ndarray:
+    """The pixels of one inner chunk of a pixel store."""
+    import imagecodecs
+
+    return imagecodecs.webp_decode(chunk)
+
+
 def enable_zarr_features() -> None:
     """Switch on what reading a flair-zarr store needs, in this process and in
     the worker processes it starts (they inherit the environment variable).

@@ -16,7 +16,7 @@ from . import format as fmt
 from .cluster import Progress, dask_client
 from .reader import open_dataset
 from .shards import CorruptShardError, shard_key, split_shard
-from .sources import BadRecord, Source, Staging, open_source
+from .sources import BadRecord, LabelEntries, Source, Staging, open_source
 from .storage import get, open_store
 
 SHOWN = 50
@@ -43,12 +43,6 @@ class VerifyReport:
         if len(self.problems) > SHOWN:
             lines.append(f"  ... and {len(self.problems) - SHOWN} more")
         return "\n".join(lines)
-
-
-def _pixels(chunk: bytes, has_jpeg: bool) -> np.ndarray:
-    import imagecodecs
-
-    return imagecodecs.jpeg_decode(chunk) if has_jpeg else imagecodecs.webp_decode(chunk)
 
 
 def check_block(url: str, storage_options: dict[str, Any] | None, start: int, users: list[tuple[int, str, int, int, int, int]],
@@ -93,7 +87,7 @@ def check_block(url: str, storage_options: dict[str, Any] | None, start: int, us
             continue
         if with_images:
             for image_id, chunk in zip(image_ids[rows].tolist(), chunks):
-                payload = chunk if has_jpeg else np.ascontiguousarray(_pixels(chunk, has_jpeg)).tobytes()
+                payload = chunk if has_jpeg else np.ascontiguousarray(fmt.decode_pixels(chunk)).tobytes()
                 images[image_id] = google_crc32c.value(payload)
     return {"problems": problems, "images": images, "count": stop - start, "users": len(users)}
 
@@ -123,20 +117,14 @@ def _compare_with_source(client: Client, report: VerifyReport, ds: Any, stored_i
     if (order < 0).any():
         report.problems += [f"image_id {i}: in the store but not in the source" for i in ds[fmt.IMAGE_ID].values[order < 0][:SHOWN]]
         return
-    coarse_column = {c: j for j, c in enumerate(ds[fmt.LABEL].values.tolist())}
-    fine_column = {c: j for j, c in enumerate(ds[fmt.FINE_LABEL].values.tolist())}
-    coarse_lists, fine_lists = index.labels.to_pylist(), index.fine_grained_labels.to_pylist()
+    coarse = LabelEntries.of(index.labels, ds[fmt.LABEL].values.tolist(), order)
+    fine = LabelEntries.of(index.fine_grained_labels, ds[fmt.FINE_LABEL].values.tolist(), order)
     for position, (user, start, count, crc) in enumerate(zip(users.tolist(), ds[fmt.USER_START].values.tolist(),
                                                             ds[fmt.USER_COUNT].values.tolist(), ds[fmt.USER_LABELS_CRC32C].values.tolist())):
         rows = order[start : start + count]
-        labels = np.zeros((count, len(coarse_column)), dtype=bool)
-        fine = np.zeros((count, len(fine_column)), dtype=bool)
-        for k, row in enumerate(rows.tolist()):
-            labels[k, [coarse_column[c] for c in coarse_lists[row]]] = True
-            fine[k, [fine_column[f] for f in fine_lists[row]]] = True
         if str(index.user_id[rows[0]]) != user or set(index.partition[rows].tolist()) != {str(ds[fmt.USER_PARTITION].values[position])}:
             report.problems.append(f"user {user}: user id or partition differs from the source")
-        if fmt.labels_checksum(index.image_id[rows], labels, fine) != crc:
+        if fmt.labels_checksum(index.image_id[rows], coarse.dense(start, start + count), fine.dense(start, start + count)) != crc:
             report.problems.append(f"user {user}: image ids or labels differ from the source")
     # images: the source's bytes (or pixels) must have the stored checksums
     [source_future, ids_future] = client.scatter([src, index.image_id], broadcast=True, hash=False)

@@ -27,8 +27,6 @@ from typing import Any
 
 import google_crc32c
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import zarr
 import zarr.storage
 from distributed import Client, as_completed
@@ -38,7 +36,7 @@ from .cluster import Progress, dask_client, worker_peak_memory
 from .job import ROOT_METADATA, IngestJob
 from .layout import Layout, WriteTask
 from .shards import build_shard, shard_key
-from .sources import BadRecord, Source, SourceIndex, Staging, open_source
+from .sources import BadRecord, LabelEntries, Source, SourceIndex, Staging, open_source
 from .storage import open_store, put
 from .validate import ON_BAD_RECORD, check_index, image_problem, quarantine_report, raise_if_bad
 
@@ -136,14 +134,6 @@ def _scan(client: Client, src: Source, index: SourceIndex, job: IngestJob, show:
     return rows, locations, bad, reused
 
 
-def _labels_multi_hot(lists: pa.ListArray, vocabulary: list[str], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sample, column) of every label of the records at ``rows`` (store order)."""
-    taken = lists.take(pa.array(rows))
-    samples = pc.list_parent_indices(taken).to_numpy()
-    columns = pc.index_in(pc.list_flatten(taken), value_set=pa.array(vocabulary, pa.string())).to_numpy()
-    return samples, columns
-
-
 def _commit(job: IngestJob, src: Source, index: SourceIndex, layout: Layout, written: list[list[int]],
             bad: list[BadRecord], block_images: int, on_bad_record: str) -> int:
     """Write everything but the shards into memory, copy it over, root metadata last."""
@@ -183,18 +173,13 @@ def _commit(job: IngestJob, src: Source, index: SourceIndex, layout: Layout, wri
 
     labels_crc = np.zeros(len(users.count), dtype=np.uint32)
     ids_in_order = index.image_id[order]
-    coarse_at = _labels_multi_hot(index.labels, coarse, order)
-    fine_at = _labels_multi_hot(index.fine_grained_labels, fine, order)
+    entries = (LabelEntries.of(index.labels, coarse, order), LabelEntries.of(index.fine_grained_labels, fine, order))
     user_of_block_start = np.searchsorted(users.start, np.cumsum([0, *layout.blocks])[:-1])
     start = 0
     for size, first_user in zip(layout.blocks, user_of_block_start.tolist()):
-        dense = []
-        for (samples, columns), target, width_ in ((coarse_at, labels, len(coarse)), (fine_at, fine_labels, len(fine))):
-            lo, hi = np.searchsorted(samples, [start, start + size])
-            block = np.zeros((size, width_), dtype=bool)
-            block[samples[lo:hi] - start, columns[lo:hi]] = True
-            target[start : start + size] = block
-            dense.append(block)
+        dense = [e.dense(start, start + size) for e in entries]
+        labels[start : start + size] = dense[0]
+        fine_labels[start : start + size] = dense[1]
         user = first_user
         while user < len(users.start) and users.start[user] < start + size:
             rows = slice(users.start[user] - start, users.start[user] - start + users.count[user])

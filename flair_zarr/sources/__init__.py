@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import fsspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..storage import filesystem
 
@@ -119,6 +120,32 @@ class Source(Protocol):
     def scan(self, part: Any, image_ids: np.ndarray, staging: Staging) -> Iterator[tuple[int, Image, Location] | BadRecord]: ...
 
     def read(self, locations: np.ndarray, staging: Staging) -> list[Image]: ...
+
+
+@dataclass(frozen=True)
+class LabelEntries:
+    """The labels of some records as (sample, column) pairs of a multi-hot
+    matrix, sorted by sample: built once, cut into dense rows per block or user."""
+
+    samples: np.ndarray
+    columns: np.ndarray  # -1 for a label outside the vocabulary
+    width: int
+
+    @classmethod
+    def of(cls, lists: pa.ListArray, vocabulary: list[str], rows: np.ndarray) -> LabelEntries:
+        """Entries of the records at ``rows``; sample i is ``rows[i]``."""
+        taken = lists.take(pa.array(rows))
+        columns = pc.index_in(pc.list_flatten(taken), value_set=pa.array(vocabulary, pa.string()))
+        return cls(pc.list_parent_indices(taken).to_numpy(), columns.fill_null(-1).to_numpy(), len(vocabulary))
+
+    def dense(self, start: int, stop: int) -> np.ndarray:
+        """Multi-hot rows of samples [start, stop)."""
+        lo, hi = np.searchsorted(self.samples, [start, stop])
+        samples, columns = self.samples[lo:hi], self.columns[lo:hi]
+        known = columns >= 0
+        rows = np.zeros((stop - start, self.width), dtype=bool)
+        rows[samples[known] - start, columns[known]] = True
+        return rows
 
 
 def read_label_relationship(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, str]:
