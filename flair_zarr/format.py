@@ -68,6 +68,17 @@ BLOCK_IMAGES = 512
 
 RECTILINEAR_ENV = "ZARR_ARRAY__RECTILINEAR_CHUNKS"
 
+# Every coordinate's values packed into one object, so that opening a store is
+# two requests (root metadata, this) instead of one per coordinate array. The
+# arrays stay in the store for a plain ``xr.open_zarr``; verify checks that both
+# agree. Per-sample user_id and partition are not packed: samples of a user are
+# contiguous, so they repeat the per-user values.
+COORDINATE_INDEX_KEY = "coordinates.npz"
+INDEXED_COORDINATES = (
+    IMAGE_ID, LABEL, FINE_LABEL, FINE_LABEL_PARENT, USER,
+    USER_PARTITION, USER_START, USER_COUNT, USER_IMAGE_CRC32C, USER_LABELS_CRC32C,
+)
+
 # How the image array's inner chunks are encoded. Sources with JPEG files keep
 # them verbatim. Decoded pixels (pfl-research's HDF5) are stored losslessly as
 # WebP at its fastest setting: measured on 60 synthetic 256x256 photos
@@ -139,6 +150,24 @@ class UserTable:
         if current:
             sizes.append(current)
         return tuple(sizes)
+
+
+def pack_coordinates(values: dict[str, np.ndarray]) -> bytes:
+    """The coordinate index object: the INDEXED_COORDINATES as a deflated npz
+    file (full scale: 1.8 MB instead of 5.9 MB, 20 ms to unpack)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{name: values[name] for name in INDEXED_COORDINATES})
+    return buffer.getvalue()
+
+
+def unpack_coordinates(data: bytes) -> dict[str, np.ndarray]:
+    """Every coordinate of a store from its index object, per-sample user_id
+    and partition repeated from the per-user table."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as packed:
+        values = {name: packed[name] for name in INDEXED_COORDINATES}
+    values[USER_ID] = np.repeat(values[USER], values[USER_COUNT])
+    values[PARTITION] = np.repeat(values[USER_PARTITION], values[USER_COUNT])
+    return values
 
 
 def labels_checksum(image_id: np.ndarray, labels: np.ndarray, fine_grained_labels: np.ndarray) -> int:

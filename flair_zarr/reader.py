@@ -12,7 +12,7 @@ import xarray as xr
 
 from . import format as fmt
 from .job import JOB_FOLDER
-from .storage import filesystem, open_store
+from .storage import filesystem, get, open_store
 
 
 class NotAFlairStoreError(ValueError):
@@ -24,7 +24,8 @@ def open_dataset(url: str, storage_options: dict[str, Any] | None = None) -> xr.
 
     Images and labels stay lazy, in dask chunks of whole users (one storage
     block of labels each); coordinates and the per-user table are small and
-    loaded at once, so lookups by user or partition cost no further request.
+    loaded at once from the store's coordinate index, so opening is two
+    requests and lookups by user or partition cost no further one.
     A ``sample`` index (the store position) keeps user lookups valid on subsets.
     """
     fmt.enable_zarr_features()
@@ -32,7 +33,8 @@ def open_dataset(url: str, storage_options: dict[str, Any] | None = None) -> xr.
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning, message="Consolidated metadata")
-            lazy = xr.open_zarr(store, consolidated=True, zarr_format=3, chunks=None)
+            lazy = xr.open_zarr(store, consolidated=True, zarr_format=3, chunks=None,
+                                drop_variables=[*fmt.COORDINATES, fmt.LABEL, fmt.FINE_LABEL, fmt.USER])
     except (FileNotFoundError, KeyError, ValueError) as error:
         fs, path = filesystem(url, storage_options)
         if fs.exists(posixpath.join(path, JOB_FOLDER, "plan.json")):
@@ -45,9 +47,10 @@ def open_dataset(url: str, storage_options: dict[str, Any] | None = None) -> xr.
     if about.get("version") != fmt.FORMAT_VERSION:
         raise NotAFlairStoreError(f"{url}: flair-zarr format version {about.get('version')}, this library reads {fmt.FORMAT_VERSION}")
 
-    coordinates = {name: lazy[name].load() for name in fmt.COORDINATES}
+    coordinates = fmt.unpack_coordinates(get(store, fmt.COORDINATE_INDEX_KEY))
     blocks = lazy[fmt.LABELS].encoding["chunks"][0]
-    ds = lazy.chunk({fmt.SAMPLE: tuple(blocks)}).assign_coords(coordinates)
+    ds = lazy.chunk({fmt.SAMPLE: tuple(blocks)}).assign_coords(
+        {name: (fmt.DIMENSIONS[name], values) for name, values in coordinates.items()})
     ds = ds.assign_coords({fmt.SAMPLE: np.arange(ds.sizes[fmt.SAMPLE], dtype=np.int64)})
     ds.encoding.update(source=str(url), storage_options=storage_options or {})
     return ds

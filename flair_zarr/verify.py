@@ -147,6 +147,17 @@ def _compare_with_source(client: Client, report: VerifyReport, ds: Any, stored_i
             report.problems.append(f"image_id {image_id}: stored image {what} the source")
 
 
+def coordinate_index_problems(url: str, storage_options: dict[str, Any] | None, ds: Any) -> list[str]:
+    """Where the coordinate index (what open_dataset uses) and the coordinate
+    arrays (what a plain ``xr.open_zarr`` shows) disagree."""
+    group = zarr.open_group(open_store(url, storage_options), mode="r", zarr_format=3)
+    problems = []
+    for name in (*fmt.COORDINATES, fmt.LABEL, fmt.FINE_LABEL, fmt.USER):
+        if not np.array_equal(group[name][...], ds[name].values):
+            problems.append(f"coordinate {name}: the array differs from the store's {fmt.COORDINATE_INDEX_KEY}")
+    return problems
+
+
 def verify(url: str, storage_options: dict[str, Any] | None = None, *, source: str | None = None,
            source_storage_options: dict[str, Any] | None = None, scheduler: str | Client | None = None,
            progress: bool = False) -> VerifyReport:
@@ -170,6 +181,8 @@ def verify(url: str, storage_options: dict[str, Any] | None = None, *, source: s
             report.problems.append(f"partition {name}: attributes say {c}, the user table {int(mine.sum())} users, {int(counts[mine].sum())} images")
     if attrs["source"]["records"] != ds.sizes[fmt.SAMPLE] + attrs["counts"]["quarantined_records"]:
         report.problems.append("ingested + quarantined records differ from the source's record count")
+
+    report.problems += coordinate_index_problems(url, storage_options, ds)
 
     has_jpeg = attrs["image_encoding"]["source_bytes"]
     crcs = ds[fmt.USER_IMAGE_CRC32C].values

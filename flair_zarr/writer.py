@@ -162,17 +162,14 @@ def _commit(job: IngestJob, src: Source, index: SourceIndex, layout: Layout, wri
     width = max([len(u) for u in users.user_id.tolist()] + [1])
     array(fmt.USER_ID, (n,), f"<U{width}")[:] = index.user_id[order]
     array(fmt.PARTITION, (n,), f"<U{max(map(len, fmt.PARTITIONS))}")[:] = index.partition[order]
-    array(fmt.IMAGE_ID, (n,), np.int64, fill_value=-1)[:] = index.image_id[order]
     parent = np.array([index.label_relationship.get(f, "") for f in fine])
-    for name, values in ((fmt.LABEL, np.array(coarse)), (fmt.FINE_LABEL, np.array(fine)), (fmt.FINE_LABEL_PARENT, parent),
-                         (fmt.USER, users.user_id.astype(f"<U{width}")), (fmt.USER_PARTITION, users.partition.astype("<U5")),
-                         (fmt.USER_START, users.start), (fmt.USER_COUNT, users.count), (fmt.USER_IMAGE_CRC32C, crc)):
-        a = array(name, values.shape, values.dtype)
-        if values.size:
-            a[:] = values
+    coordinates = {fmt.IMAGE_ID: index.image_id[order].astype(np.int64), fmt.LABEL: np.array(coarse), fmt.FINE_LABEL: np.array(fine),
+                   fmt.FINE_LABEL_PARENT: parent, fmt.USER: users.user_id.astype(f"<U{width}"),
+                   fmt.USER_PARTITION: users.partition.astype("<U5"), fmt.USER_START: users.start, fmt.USER_COUNT: users.count,
+                   fmt.USER_IMAGE_CRC32C: crc}
 
     labels_crc = np.zeros(len(users.count), dtype=np.uint32)
-    ids_in_order = index.image_id[order]
+    ids_in_order = coordinates[fmt.IMAGE_ID]
     entries = (LabelEntries.of(index.labels, coarse, order), LabelEntries.of(index.fine_grained_labels, fine, order))
     user_of_block_start = np.searchsorted(users.start, np.cumsum([0, *layout.blocks])[:-1])
     start = 0
@@ -186,9 +183,11 @@ def _commit(job: IngestJob, src: Source, index: SourceIndex, layout: Layout, wri
             labels_crc[user] = fmt.labels_checksum(ids_in_order[users.start[user] : users.start[user] + users.count[user]], dense[0][rows], dense[1][rows])
             user += 1
         start += size
-    a = array(fmt.USER_LABELS_CRC32C, labels_crc.shape, labels_crc.dtype)
-    if labels_crc.size:
-        a[:] = labels_crc
+    coordinates[fmt.USER_LABELS_CRC32C] = labels_crc
+    for name, values in coordinates.items():
+        a = array(name, values.shape, values.dtype)
+        if values.size:
+            a[:] = values
 
     report = quarantine_report(index, bad)
     partitions = {p: {"users": int((users.partition == p).sum()), "images": int(users.count[users.partition == p].sum())} for p in fmt.PARTITIONS}
@@ -211,6 +210,7 @@ def _commit(job: IngestJob, src: Source, index: SourceIndex, layout: Layout, wri
     store = open_store(job.url, job.storage_options, read_only=False)
     objects = [(key, value.to_bytes()) for key, value in memory.items() if key != ROOT_METADATA]
     objects.append((QUARANTINE_KEY, json.dumps(report, indent=1).encode()))
+    objects.append((fmt.COORDINATE_INDEX_KEY, fmt.pack_coordinates(coordinates)))
     with ThreadPoolExecutor(PUT_THREADS) as pool:
         list(pool.map(lambda item: put(store, *item), objects))
     job.remove_interrupted_writes()

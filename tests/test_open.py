@@ -32,6 +32,19 @@ print(json.dumps({{"coords": sorted(ds.coords), "shape": list(first.shape), "mea
     assert {"user_id", "partition", "image_id", "user", "label", "fine_label"} <= set(result["coords"])
 
 
+def test_open_dataset_coordinates_equal_the_plain_open_zarr_ones(local_store):
+    """open_dataset takes them from the coordinate index, xr.open_zarr from the arrays."""
+    import xarray as xr
+
+    ds = flair_zarr.open_dataset(local_store)
+    plain = xr.open_zarr(local_store)
+    for name in plain.coords:
+        assert ds[name].dims == plain[name].dims, name
+        assert ds[name].dtype == plain[name].dtype, name
+        assert (ds[name].values == plain[name].values).all(), name
+    assert set(plain.coords) <= set(ds.coords)
+
+
 def test_open_refuses_an_empty_folder(tmp_path):
     with pytest.raises(NotAFlairStoreError, match="no committed flair-zarr store"):
         flair_zarr.open_dataset(str(tmp_path))

@@ -81,6 +81,16 @@ def test_cli_storage_options(source, s3, capsys):
     assert main(["ingest", str(source), "s3://flair/cli-opts.zarr", "--overwrite", *options]) == 0
 
 
+def test_open_dataset_is_two_requests(s3_store, s3):
+    """The consolidated root metadata and the coordinate index, nothing else (no v2 probing)."""
+    from flair_zarr.testing import RequestLog
+
+    with RequestLog() as log:
+        ds = flair_zarr.open_dataset(s3_store, storage_options=s3)
+    assert log.requests == ["GET /flair/roundtrip.zarr/zarr.json", "GET /flair/roundtrip.zarr/coordinates.npz"]
+    assert len(ds.flair.users()) == ds.attrs["counts"]["users"]
+
+
 def test_one_request_per_user_read(s3_store, s3):
     """A user's images are one GET of that user's shard object; its labels one GET of its block."""
     from flair_zarr.testing import RequestLog

@@ -131,3 +131,16 @@ def test_verify_against_source_catches_a_changed_source_image(local_store, sourc
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
     report = verify(local_store, source=str(changed))
     assert report.problems == [f"image_id {rows[0]['image_id']}: stored image differs from the source"]
+
+
+def test_verify_catches_a_coordinate_array_that_disagrees_with_the_index(local_store, tmp_path):
+    """open_dataset reads coordinates from coordinates.npz, xr.open_zarr from the arrays: verify holds them equal."""
+    import shutil
+
+    import zarr
+
+    dest = tmp_path / "edited.zarr"
+    shutil.copytree(local_store, dest)
+    image_id = zarr.open_array(str(dest / "image_id"), mode="r+")
+    image_id[3] = image_id[3] + 1
+    assert verify(str(dest)).problems == ["coordinate image_id: the array differs from the store's coordinates.npz"]
