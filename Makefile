@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_DIR := demo-data
 
-.PHONY: demo test test-torch install clean
+.PHONY: demo test test-torch bench install clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found (pyenv install 3.12.1, or set PYTHON312=/path/to/python3.12)"; exit 1; }
@@ -28,5 +28,19 @@ test-torch: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) examples/demo.py --workdir $(DEMO_DIR)
 
+# The read benchmark (not part of the tests): writes docs/BENCHMARKS.md. The
+# Hugging Face anchors need an older fsspec, so they get their own venv.
+ANCHORS := .venv-anchors
+BENCH_ARGS ?=
+
+$(ANCHORS)/.installed: benchmarks/anchors-requirements.txt
+	test -x $(ANCHORS)/bin/python || $(PYTHON312) -m venv $(ANCHORS)
+	$(ANCHORS)/bin/python -m pip install --quiet -r benchmarks/anchors-requirements.txt
+	touch $@
+
+bench: $(VENV)/.installed $(ANCHORS)/.installed
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[bench]"
+	$(PY) benchmarks/read_benchmark.py --anchor-python $(ANCHORS)/bin/python --rclone $(VENV)/bin/rclone $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) $(DEMO_DIR)
+	rm -rf $(VENV) $(ANCHORS) $(DEMO_DIR)

@@ -1,7 +1,8 @@
 """A TCP proxy on loopback that makes a local S3 server behave like object
 storage across a network: every chunk the client sends reaches the server
 ``latency`` later (so each request pays it once, and concurrent requests pay it
-concurrently), and responses share one bandwidth cap.
+concurrently), and responses share one bandwidth cap. Each HTTP request line
+seen is printed ("GET /bucket/key"), so requests are counted at the wire.
 
     python benchmarks/latency_proxy.py --listen 9001 --target 9000 --latency-ms 20 --mbit 1000
 """
@@ -10,7 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
+import sys
 import time
+
+REQUEST_LINE = re.compile(rb"(GET|HEAD|PUT|POST|DELETE) (\S+) HTTP/1\.[01]\r\n")
 
 
 class Link:
@@ -42,8 +47,15 @@ async def _delayed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, l
         writer.close()
 
     delivering = asyncio.create_task(deliver())
+    tail = b""
     while data := await reader.read(1 << 16):
         queue.put_nowait((time.monotonic() + latency, data))
+        seen = tail + data
+        for match in REQUEST_LINE.finditer(seen):
+            if match.end() > len(tail):  # not already counted in the previous chunk
+                sys.stdout.write(f"{match[1].decode()} {match[2].decode().split('?')[0]}\n")
+        sys.stdout.flush()
+        tail = seen[-512:]
     queue.put_nowait((0.0, b""))
     await delivering
 

@@ -8,7 +8,7 @@ import xarray as xr
 
 from . import format as fmt
 from .shards import shard_key, split_shard
-from .storage import get, open_store
+from .storage import get, shared_store
 
 
 @xr.register_dataset_accessor("flair")
@@ -69,6 +69,12 @@ class FlairAccessor:
             source = self._ds.attrs.get("source", {}).get("format", "its source")
             raise ValueError(f"this store holds decoded pixels from {source}, which had no JPEG files; "
                              "there are no source JPEG bytes to return (use the image variable)")
+        return self.encoded_images(user_id)
+
+    def encoded_images(self, user_id: str) -> list[bytes]:
+        """The user's images as stored (JPEG files, or lossless WebP for pixel
+        sources; see ``image_encoding`` in the attributes): one request, the
+        user's shard object."""
         _, start, count = self._user_run(user_id)
         shard_sizes = self._ds[fmt.IMAGE].encoding["shards"][0]
         shard_starts = np.concatenate(([0], np.cumsum(shard_sizes)))
@@ -78,7 +84,7 @@ class FlairAccessor:
         source = self._ds.encoding.get("source")
         if source is None:
             raise ValueError("this Dataset does not record its store URL (encoding['source']); open it with flair_zarr.open_dataset")
-        store = open_store(source, self._ds.encoding.get("storage_options") or None)
+        store = shared_store(source, self._ds.encoding.get("storage_options") or None)
         key = shard_key(shard)
         return split_shard(get(store, key), count, key)
 

@@ -8,12 +8,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-import dask
 import numpy as np
 import xarray as xr
+import zarr
 
 from . import format as fmt
+from .images import IO_THREADS, decode_all, threads
 from .reader import open_dataset
+from .storage import shared_store
 
 LABEL_SETS = {"coarse": fmt.LABELS, "fine": fmt.FINE_GRAINED_LABELS}
 
@@ -29,7 +31,7 @@ class FederatedFLAIR:
 
     def __init__(self, source: str | xr.Dataset, partition: str | None = "train", label_set: str = "coarse",
                  max_images_per_user: int | None = 512, storage_options: dict[str, Any] | None = None,
-                 max_concurrency: int = 16):
+                 max_concurrency: int = 32):
         if label_set not in LABEL_SETS:
             raise ValueError(f"label_set must be one of {sorted(LABEL_SETS)}, not {label_set!r}")
         ds = source if isinstance(source, xr.Dataset) else open_dataset(source, storage_options)
@@ -43,6 +45,11 @@ class FederatedFLAIR:
         self.users: list[str] = self.dataset.flair.users()
         self._start = dict(zip(self.users, self.dataset[fmt.USER_START].values.tolist()))
         self.image_counts: dict[str, int] = dict(zip(self.users, self.dataset[fmt.USER_COUNT].values.tolist()))
+        self._source_bytes = bool(self.dataset.attrs["image_encoding"]["source_bytes"])
+        if "source" not in ds.encoding:
+            raise ValueError("FederatedFLAIR reads from the store: pass its URL or a Dataset from flair_zarr.open_dataset")
+        store = shared_store(ds.encoding["source"], ds.encoding.get("storage_options") or None)
+        self._label_array = zarr.open_array(store, path=self.labels.name, mode="r", zarr_format=3)
 
     def __len__(self) -> int:
         return len(self.users)
@@ -63,13 +70,17 @@ class FederatedFLAIR:
         return [self.users[i] for i in rng.choice(len(self.users), size=k, replace=replace, p=p)]
 
     def load_user(self, user_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """(images uint8 [n, 256, 256, 3], targets float32 [n, labels]) of one user."""
+        """(images uint8 [n, 256, 256, 3], targets float32 [n, labels]) of one user.
+
+        Two requests in flight together: the user's shard object (decoded
+        here, a large user's images on all cores) and its rows of labels.
+        """
         if user_id not in self._start:
             raise KeyError(f"user {user_id!r} is not in partition {self.partition!r}")
         start, n = self._start[user_id], self.num_images(user_id)
-        user = self.dataset.sel({fmt.SAMPLE: slice(start, start + n - 1)})
-        images, targets = dask.compute(user[fmt.IMAGE].data, user[self.labels.name].data, scheduler="synchronous")
-        return images, targets.astype(np.float32)
+        targets = threads(IO_THREADS).submit(lambda: self._label_array[start : start + n])
+        images = decode_all(self.dataset.flair.encoded_images(user_id)[:n], self._source_bytes)
+        return images, targets.result().astype(np.float32)
 
     def load_cohort(self, user_ids: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """``load_user`` for each id, up to ``max_concurrency`` users in flight at once."""

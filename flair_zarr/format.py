@@ -106,11 +106,21 @@ def encode_pixels(pixels: np.ndarray) -> bytes:
     return bytes(imagecodecs.webp_encode(pixels, lossless=True, level=PIXEL_ENCODING["level"], method=PIXEL_ENCODING["method"]))
 
 
-def decode_pixels(chunk: bytes) -> np.ndarray:
-    """The pixels of one inner chunk of a pixel store."""
+def decode_pixels(chunk: bytes, out: np.ndarray | None = None) -> np.ndarray:
+    """The pixels of one inner chunk of a pixel store (into ``out`` if given)."""
     import imagecodecs
 
-    return imagecodecs.webp_decode(chunk)
+    return imagecodecs.webp_decode(chunk, out=out)
+
+
+def decode_image(chunk: bytes, source_bytes: bool, out: np.ndarray | None = None) -> np.ndarray:
+    """One stored image's pixels, as the image array's codec decodes them
+    (libjpeg-turbo through imagecodecs, or lossless WebP), into ``out`` if
+    given: the reader decodes shard objects directly, without zarr's
+    per-chunk pipeline."""
+    import imagecodecs
+
+    return imagecodecs.jpeg8_decode(chunk, out=out) if source_bytes else decode_pixels(chunk, out)
 
 
 def enable_zarr_features() -> None:

@@ -9,8 +9,10 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from xarray.core import indexing
 
 from . import format as fmt
+from .images import ShardedImages
 from .job import JOB_FOLDER
 from .storage import filesystem, get, open_store
 
@@ -23,7 +25,8 @@ def open_dataset(url: str, storage_options: dict[str, Any] | None = None) -> xr.
     """Open the store at ``url`` (a local path or any fsspec URL).
 
     Images and labels stay lazy, in dask chunks of whole users (one storage
-    block of labels each); coordinates and the per-user table are small and
+    block of labels each); images are read one shard object per user and
+    decoded directly (see images.py); coordinates and the per-user table are small and
     loaded at once from the store's coordinate index, so opening is two
     requests and lookups by user or partition cost no further one.
     A ``sample`` index (the store position) keeps user lookups valid on subsets.
@@ -48,6 +51,11 @@ def open_dataset(url: str, storage_options: dict[str, Any] | None = None) -> xr.
         raise NotAFlairStoreError(f"{url}: flair-zarr format version {about.get('version')}, this library reads {fmt.FORMAT_VERSION}")
 
     coordinates = fmt.unpack_coordinates(get(store, fmt.COORDINATE_INDEX_KEY))
+    if fmt.IMAGE in lazy:
+        image = lazy[fmt.IMAGE]
+        images = ShardedImages(str(url), storage_options, list(image.encoding["shards"][0]),
+                               bool(lazy.attrs["image_encoding"]["source_bytes"]))
+        lazy[fmt.IMAGE] = xr.Variable(image.dims, indexing.LazilyIndexedArray(images), image.attrs, image.encoding)
     blocks = lazy[fmt.LABELS].encoding["chunks"][0]
     ds = lazy.chunk({fmt.SAMPLE: tuple(blocks)}).assign_coords(
         {name: (fmt.DIMENSIONS[name], values) for name, values in coordinates.items()})

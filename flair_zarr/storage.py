@@ -44,6 +44,19 @@ def open_store(url: str, storage_options: dict[str, Any] | None = None, read_onl
     return zarr.storage.FsspecStore.from_url(url, storage_options=storage_options or {}, read_only=read_only)
 
 
+_shared: dict[tuple[int, str, str], Store] = {}
+
+
+def shared_store(url: str, storage_options: dict[str, Any] | None = None) -> Store:
+    """A read-only store for ``url``, one per process and URL: per-user reads
+    reuse its connections instead of opening new ones (a new S3 client per
+    read costs a connection set-up each time)."""
+    key = (os.getpid(), str(url), json.dumps(storage_options or {}, sort_keys=True, default=str))
+    if key not in _shared:
+        _shared[key] = open_store(url, storage_options, read_only=True)
+    return _shared[key]
+
+
 def _obstore_s3(url: str, options: dict[str, Any], read_only: bool) -> Store | None:
     """The obstore S3 store for ``url`` with s3fs-style ``options`` (and the
     standard AWS environment, which obstore reads itself); None if an option

@@ -112,3 +112,12 @@ def test_user_and_partition_selection(ds):
         val.flair.user(ds.flair.users("train")[0])
     with pytest.raises(ValueError, match="partition 'dev'"):
         ds.flair.partition("dev")
+
+
+def test_image_reads_equal_zarr_for_any_selection(ds, local_store):
+    """open_dataset's image backend (shards decoded directly) against zarr's own read of the same store."""
+    plain = xr.open_zarr(local_store)
+    last = ds.sizes["sample"] - 1
+    for selection in ({"sample": 5}, {"sample": slice(3, 70)}, {"sample": [1, 5, 40], "x": slice(0, 3)},
+                      {"sample": slice(10, 10)}, {"sample": last, "y": 7}, {"sample": slice(60, 200, 7), "channel": 1}):
+        np.testing.assert_array_equal(ds.image.isel(selection).values, plain.image.isel(selection).values)

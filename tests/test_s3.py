@@ -105,3 +105,19 @@ def test_one_request_per_user_read(s3_store, s3):
         with RequestLog() as log:
             ds.flair.user(user)[fmt.LABELS].values
         assert len(log.requests) == 1 and log.requests[0].startswith("GET /flair/roundtrip.zarr/labels/c/")
+
+
+def test_load_user_is_its_shard_and_its_label_rows(s3_store, s3):
+    """FederatedFLAIR.load_user: one GET of the user's own shard object, one of its label block, nothing else."""
+    from flair_zarr.fl import FederatedFLAIR
+    from flair_zarr.testing import RequestLog
+
+    clients = FederatedFLAIR(s3_store, storage_options=s3)
+    everyone = clients.dataset.flair.users()
+    for user in (clients.users[0], clients.users[-1]):
+        with RequestLog() as log:
+            images, targets = clients.load_user(user)
+        position = everyone.index(user)
+        assert sorted(log.requests)[0] == f"GET /flair/roundtrip.zarr/image/c/{position}/0/0/0"
+        assert len(log.requests) == 2 and sorted(log.requests)[1].startswith("GET /flair/roundtrip.zarr/labels/c/")
+        assert len(images) == len(targets) == clients.num_images(user)
