@@ -307,6 +307,7 @@ def write_report(out: Path, results: list[Result], scan: tuple[float, float, int
     lines += [f"- {n}" for n in notes]
     section = "\n".join(lines) + "\n"
 
+    out.parent.mkdir(parents=True, exist_ok=True)
     png = out.parent / f"benchmark-{context['tag']}.png"
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(results) + 1.5))
     names = [f"{r.reader} [{r.where}]" for r in results]
@@ -319,7 +320,6 @@ def write_report(out: Path, results: list[Result], scan: tuple[float, float, int
     fig.savefig(png, dpi=110)
     section += f"\n![per-user read latency]({png.name})\n"
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     text = out.read_text() if out.exists() else "# Benchmarks\n\nWritten by `benchmarks/read_benchmark.py`; each section is one run.\n"
     marker = f"<!-- {context['tag']} -->"
     head, _, rest = text.partition(marker)
@@ -427,6 +427,8 @@ def main() -> None:
         "latency_ms": args.latency_ms, "mbit": args.mbit, "date": time.strftime("%Y-%m-%d"),
         "store_ratio": store_size / jpeg_bytes,
     }
+    (work / f"results-{context['tag']}.json").write_text(json.dumps(
+        {"results": [r.__dict__ for r in results], "scan": scan, "context": context}, indent=1))
     write_report(args.out, results, scan, context)
     print(f"wrote {args.out}")
 
