@@ -164,7 +164,7 @@ class UserTable:
 
 def pack_coordinates(values: dict[str, np.ndarray]) -> bytes:
     """The coordinate index object: the INDEXED_COORDINATES as a deflated npz
-    file (full scale: 1.8 MB instead of 5.9 MB, 20 ms to unpack)."""
+    file (3.2 MB for the full 429,078-image store)."""
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **{name: values[name] for name in INDEXED_COORDINATES})
     return buffer.getvalue()
