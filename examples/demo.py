@@ -7,9 +7,11 @@ server -> opened lazily from S3 with xarray -> one user's data.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
+import intake
 import numpy as np
 import xarray as xr
 
@@ -57,6 +59,15 @@ def main() -> None:
         print(f"\nplain xr.open_zarr({url!r}) after `import flair_zarr`: image {plain.image.dtype} {dict(plain.image.sizes)}, "
               f"first image mean {float(plain.image.isel(sample=0).mean()):.1f}")
     print("local S3 server stopped")
+
+    # A local copy for the repository's catalog.yaml (its default store); a re-run keeps it.
+    local = Path(args.workdir) / "flair.zarr"
+    if not (local / "zarr.json").exists():
+        flair_zarr.ingest(str(source), str(local))
+    os.environ["FLAIR_ZARR_URL"] = str(local.resolve())  # what the catalog opens (unset: demo-data/flair.zarr)
+    train = intake.from_yaml_file(str(Path(__file__).parent.parent / "catalog.yaml"))["flair_train"].read()
+    print(f"\nintake catalog.yaml ['flair_train'] with FLAIR_ZARR_URL={local.resolve()}: "
+          f"{train.sizes['sample']:,} images of {len(train.flair.users()):,} users")
 
 
 if __name__ == "__main__":

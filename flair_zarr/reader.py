@@ -31,6 +31,16 @@ def open_dataset(url: str, storage_options: dict[str, Any] | None = None) -> xr.
     requests and lookups by user or partition cost no further one.
     A ``sample`` index (the store position) keeps user lookups valid on subsets.
     """
+    lazy = open_lazy(url, storage_options)
+    ds = lazy.chunk({fmt.SAMPLE: lazy[fmt.LABELS].encoding["preferred_chunks"][fmt.SAMPLE]})
+    ds.encoding.update(lazy.encoding)
+    return ds
+
+
+def open_lazy(url: str, storage_options: dict[str, Any] | None = None) -> xr.Dataset:
+    """The store as lazily indexed (not dask) variables whose
+    ``preferred_chunks`` are the user-aligned blocks: what an xarray engine
+    hands to ``xr.open_dataset``, which chunks by them given ``chunks={}``."""
     fmt.enable_zarr_features()
     store = open_store(url, storage_options, read_only=True)
     try:
@@ -56,9 +66,10 @@ def open_dataset(url: str, storage_options: dict[str, Any] | None = None) -> xr.
         images = ShardedImages(str(url), storage_options, list(image.encoding["shards"][0]),
                                bool(lazy.attrs["image_encoding"]["source_bytes"]))
         lazy[fmt.IMAGE] = xr.Variable(image.dims, indexing.LazilyIndexedArray(images), image.attrs, image.encoding)
-    blocks = lazy[fmt.LABELS].encoding["chunks"][0]
-    ds = lazy.chunk({fmt.SAMPLE: tuple(blocks)}).assign_coords(
-        {name: (fmt.DIMENSIONS[name], values) for name, values in coordinates.items()})
+    blocks = tuple(lazy[fmt.LABELS].encoding["chunks"][0])
+    for variable in lazy.data_vars.values():
+        variable.encoding["preferred_chunks"] = {**variable.encoding.get("preferred_chunks", {}), fmt.SAMPLE: blocks}
+    ds = lazy.assign_coords({name: (fmt.DIMENSIONS[name], values) for name, values in coordinates.items()})
     ds = ds.assign_coords({fmt.SAMPLE: np.arange(ds.sizes[fmt.SAMPLE], dtype=np.int64)})
     ds.encoding.update(source=str(url), storage_options=storage_options or {})
     return ds
