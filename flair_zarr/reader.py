@@ -32,8 +32,8 @@ def open_dataset(url: str, storage_options: dict[str, Any] | None = None) -> xr.
     A ``sample`` index (the store position) keeps user lookups valid on subsets.
     """
     lazy = open_lazy(url, storage_options)
-    ds = lazy.chunk({fmt.SAMPLE: lazy[fmt.LABELS].encoding["preferred_chunks"][fmt.SAMPLE]})
-    ds.encoding.update(lazy.encoding)
+    blocks = lazy[fmt.LABELS].encoding["preferred_chunks"][fmt.SAMPLE]
+    ds = lazy.assign({name: variable.chunk({fmt.SAMPLE: blocks}) for name, variable in lazy.data_vars.items()})
     return ds
 
 

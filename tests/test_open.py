@@ -42,6 +42,7 @@ def test_open_dataset_coordinates_equal_the_plain_open_zarr_ones(local_store):
         assert ds[name].dims == plain[name].dims, name
         assert ds[name].dtype == plain[name].dtype, name
         assert (ds[name].values == plain[name].values).all(), name
+        assert type(ds[name].data).__name__ == "ndarray", f"{name} should be loaded, not lazy"
     assert set(plain.coords) <= set(ds.coords)
 
 
