@@ -74,6 +74,24 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 2
 
 
+def _show(args: argparse.Namespace) -> int:
+    from .pictures import contact_sheet
+    from .reader import open_dataset
+
+    shown = contact_sheet(open_dataset(args.dest, storage_options_from(args.option)), args.user_id, args.output, args.max_images)
+    print(f"wrote {args.output}: {shown} images of user {args.user_id}")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from .pictures import statistics_figure
+    from .reader import open_dataset
+
+    statistics_figure(open_dataset(args.dest, storage_options_from(args.option)), args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flair-zarr", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +131,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source-option", action="append", metavar="KEY=VALUE", help="storage option for the source's filesystem")
     p.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler")
     p.set_defaults(run=_verify)
+
+    # show and stats take -o for their picture, as plotting tools do; storage options are --option there.
+    p = commands.add_parser("show", help="a contact sheet (PNG) of one user's images with their labels")
+    p.add_argument("dest")
+    p.add_argument("user_id")
+    p.add_argument("-o", "--output", required=True, help="PNG to write")
+    p.add_argument("--max-images", type=int, default=48)
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help=option_help)
+    p.set_defaults(run=_show)
+
+    p = commands.add_parser("stats", help="images per user, label frequencies and partitions (PNG)")
+    p.add_argument("dest")
+    p.add_argument("-o", "--output", required=True, help="PNG to write")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help=option_help)
+    p.set_defaults(run=_stats)
 
     args = parser.parse_args(argv)
     try:
