@@ -174,7 +174,9 @@ def pfl_hdf5_reader(path: str, options: dict[str, Any] | None) -> Callable[[], C
     def open_reader() -> Callable[[str], Arrays]:
         with open_file() as h5:
             classes = len(json.loads(h5["/metadata/label_mapping"][()]))
-            {user: h5[f"/train/{user}/image_ids"].shape[0] for user in h5["/train"].keys()}
+            # pfl-research reads every user's image count up front (its sampler's weights)
+            user_num_images = {user: h5[f"/train/{user}/image_ids"].shape[0] for user in h5["/train"].keys()}
+        assert user_num_images, "no train users in the HDF5"
 
         def read(user: str) -> Arrays:
             with open_file() as h5:

@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest

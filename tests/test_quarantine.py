@@ -10,7 +10,6 @@ import tarfile
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -79,7 +78,7 @@ def test_apple_missing_file_escaping_member_and_duplicates(sources, tmp_path):
     records.append(dict(records[7]))  # the same record twice
     (root / "labels_and_metadata.json").write_text(json.dumps(records))
 
-    with pytest.raises(BadRecordsError, match=rf"missing image file|duplicate image_id"):
+    with pytest.raises(BadRecordsError, match=r"missing image file|duplicate image_id"):
         flair_zarr.ingest(str(root), str(tmp_path / "refused.zarr"))
     dest = tmp_path / "store.zarr"
     report = flair_zarr.ingest(str(root), str(dest), on_bad_record="skip")
