@@ -12,6 +12,7 @@ enable_zarr_features()
 from . import accessor  # noqa: E402,F401  (registers ds.flair)
 from .reader import open_dataset  # noqa: E402
 from .writer import ingest  # noqa: E402
+from .derived import write_aligned  # noqa: E402
 
-__all__ = ["ingest", "open_dataset"]
+__all__ = ["ingest", "open_dataset", "write_aligned"]
 __version__ = "0.1.0"

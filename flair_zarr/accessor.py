@@ -89,6 +89,13 @@ class FlairAccessor:
         return split_shard(get(store, key), count, key)
 
 
+    def to_zarr(self, dest: str, storage_options: dict | None = None, overwrite: bool = False) -> None:
+        """This Dataset as a new user-aligned store (see ``write_aligned``)."""
+        from .derived import write_aligned
+
+        write_aligned(self._ds, dest, storage_options, overwrite)
+
+
 def _check_partition(name: str) -> None:
     if name not in fmt.PARTITIONS:
         raise ValueError(f"partition {name!r} is not one of {fmt.PARTITIONS}")

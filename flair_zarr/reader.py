@@ -32,8 +32,8 @@ def open_dataset(url: str, storage_options: dict[str, Any] | None = None) -> xr.
     A ``sample`` index (the store position) keeps user lookups valid on subsets.
     """
     lazy = open_lazy(url, storage_options)
-    blocks = lazy[fmt.LABELS].encoding["preferred_chunks"][fmt.SAMPLE]
-    ds = lazy.assign({name: variable.chunk({fmt.SAMPLE: blocks}) for name, variable in lazy.data_vars.items()})
+    ds = lazy.assign({name: variable.chunk({fmt.SAMPLE: variable.encoding["preferred_chunks"][fmt.SAMPLE]})
+                      for name, variable in lazy.data_vars.items()})
     return ds
 
 
@@ -66,7 +66,12 @@ def open_lazy(url: str, storage_options: dict[str, Any] | None = None) -> xr.Dat
         images = ShardedImages(str(url), storage_options, list(image.encoding["shards"][0]),
                                bool(lazy.attrs["image_encoding"]["source_bytes"]))
         lazy[fmt.IMAGE] = xr.Variable(image.dims, indexing.LazilyIndexedArray(images), image.attrs, image.encoding)
-    blocks = tuple(lazy[fmt.LABELS].encoding["chunks"][0])
+    # the user-aligned blocks: storage chunks of any per-sample variable but the image shards
+    blocked = [v for name, v in lazy.data_vars.items() if name != fmt.IMAGE and v.dims[:1] == (fmt.SAMPLE,)]
+    first = blocked[0].encoding["chunks"][0] if blocked else lazy[fmt.IMAGE].encoding["shards"][0]
+    n = lazy.sizes[fmt.SAMPLE]
+    # a store of one block has a regular chunk grid: an int, not a list
+    blocks = tuple(first) if not isinstance(first, int) else (first,) * (n // first) + ((n % first,) if n % first else ())
     for variable in lazy.data_vars.values():
         variable.encoding["preferred_chunks"] = {**variable.encoding.get("preferred_chunks", {}), fmt.SAMPLE: blocks}
     ds = lazy.assign_coords({name: (fmt.DIMENSIONS[name], values) for name, values in coordinates.items()})

@@ -1,0 +1,73 @@
+"""write_aligned: a Dataset that follows a store's user order (new per-sample
+variables: thumbnails, embeddings, statistics) written as a new store with the
+same user-aligned chunking, coordinates and attributes.
+
+xarray can read rectilinear chunk grids but not write them, so this writes
+the zarr arrays itself: each dask block (whole users) is stored into exactly
+one storage chunk, computed on the Dask cluster in hand, one block per task.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+
+from . import format as fmt
+from .storage import open_store, put
+
+
+def write_aligned(ds: xr.Dataset, dest: str, storage_options: dict[str, Any] | None = None, overwrite: bool = False) -> None:
+    """Write ``ds`` (from ``open_dataset``, possibly one partition, with any
+    variables added along ``sample``) to a new store at ``dest`` that
+    ``open_dataset`` opens with the same users, coordinates and blocks."""
+    fmt.enable_zarr_features()
+    users = _user_table(ds)
+    blocks = users.blocks(ds.attrs.get("flair_zarr", {}).get("block_images", fmt.BLOCK_IMAGES))
+    store = open_store(dest, storage_options, read_only=False)
+    try:
+        group = zarr.create_group(store, zarr_format=3, overwrite=overwrite)
+    except zarr.errors.ContainsGroupError:
+        raise FileExistsError(f"{dest} already holds a store; pass overwrite=True to replace it") from None
+    for name, variable in ds.data_vars.items():
+        if fmt.SAMPLE not in variable.dims or variable.dims[0] != fmt.SAMPLE:
+            raise ValueError(f"variable {name!r}: dims {variable.dims}; derived variables must have 'sample' first")
+        others = [[size] for size in variable.shape[1:]]
+        array = group.create_array(name, shape=variable.shape, dtype=variable.dtype, chunks=[list(blocks), *others],
+                                   dimension_names=variable.dims, attributes=dict(variable.attrs))
+        data = variable.data if isinstance(variable.data, da.Array) else da.from_array(np.asarray(variable.data))
+        da.store(data.rechunk({0: blocks}), array, lock=False)  # one task per block, each into its own chunk
+
+    coordinates = {name: np.asarray(ds[name].values) for name in (*fmt.COORDINATES, fmt.LABEL, fmt.FINE_LABEL, fmt.USER)}
+    coordinates[fmt.USER_START] = users.start
+    for name, values in coordinates.items():
+        array = group.create_array(name, shape=values.shape, dtype=values.dtype, chunks=values.shape if values.size else None,
+                                   dimension_names=fmt.DIMENSIONS[name])
+        if values.size:
+            array[:] = values
+    put(store, fmt.COORDINATE_INDEX_KEY, fmt.pack_coordinates(coordinates))
+    partitions = {p: {"users": int((users.partition == p).sum()), "images": int(users.count[users.partition == p].sum())}
+                  for p in fmt.PARTITIONS}
+    counts = {**ds.attrs.get("counts", {}), "images": int(users.count.sum()), "users": len(users.count), "partitions": partitions}
+    group.attrs.update({**ds.attrs, "counts": counts, "derived_from": ds.encoding.get("source"),
+                        "coordinates": " ".join(fmt.COORDINATES)})
+    with warnings.catch_warnings():  # coordinates.npz is ours, not zarr's; consolidated metadata is not in the v3 spec yet
+        warnings.filterwarnings("ignore", category=zarr.errors.ZarrUserWarning)
+        zarr.consolidate_metadata(store)  # written last: the commit point
+
+
+def _user_table(ds: xr.Dataset) -> fmt.UserTable:
+    """The users of ``ds`` with their samples renumbered from 0; refuses a
+    Dataset whose samples are not whole users in store order."""
+    count = ds[fmt.USER_COUNT].values.astype(np.int64)
+    start = ds[fmt.USER_START].values.astype(np.int64)
+    samples = ds[fmt.SAMPLE].values
+    if count.sum() != len(samples) or (len(samples) and not np.array_equal(samples, np.arange(samples[0], samples[0] + len(samples)))) \
+            or (len(start) and not np.array_equal(start, samples[0] + np.concatenate(([0], np.cumsum(count)[:-1])))):
+        raise ValueError("write_aligned needs whole users in store order (a store, a partition, or a run of users "
+                         "from open_dataset); this Dataset's samples do not match its user table")
+    return fmt.UserTable(ds[fmt.USER].values, ds[fmt.USER_PARTITION].values, start - (samples[0] if len(samples) else 0), count)
