@@ -50,9 +50,8 @@ def write_aligned(ds: xr.Dataset, dest: str, storage_options: dict[str, Any] | N
         if values.size:
             array[:] = values
     put(store, fmt.COORDINATE_INDEX_KEY, fmt.pack_coordinates(coordinates))
-    partitions = {p: {"users": int((users.partition == p).sum()), "images": int(users.count[users.partition == p].sum())}
-                  for p in fmt.PARTITIONS}
-    counts = {**ds.attrs.get("counts", {}), "images": int(users.count.sum()), "users": len(users.count), "partitions": partitions}
+    counts = {**ds.attrs.get("counts", {}), "images": int(users.count.sum()), "users": len(users.count),
+              "partitions": users.partition_counts()}
     group.attrs.update({**ds.attrs, "counts": counts, "derived_from": ds.encoding.get("source"),
                         "coordinates": " ".join(fmt.COORDINATES)})
     with warnings.catch_warnings():  # coordinates.npz is ours, not zarr's; consolidated metadata is not in the v3 spec yet

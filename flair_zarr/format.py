@@ -143,6 +143,11 @@ class UserTable:
     start: np.ndarray  # int64
     count: np.ndarray  # int64
 
+    def partition_counts(self) -> dict[str, dict[str, int]]:
+        """Users and images of each partition, as the root attributes record them."""
+        return {p: {"users": int((self.partition == p).sum()), "images": int(self.count[self.partition == p].sum())}
+                for p in PARTITIONS}
+
     def blocks(self, max_images: int = BLOCK_IMAGES) -> tuple[int, ...]:
         """Sample counts of consecutive user-aligned blocks.
 

@@ -190,7 +190,7 @@ def _commit(job: IngestJob, src: Source, index: SourceIndex, layout: Layout, wri
             a[:] = values
 
     report = quarantine_report(index, bad)
-    partitions = {p: {"users": int((users.partition == p).sum()), "images": int(users.count[users.partition == p].sum())} for p in fmt.PARTITIONS}
+    partitions = users.partition_counts()
     group.attrs.update({
         "title": "FLAIR: Federated Learning Annotated Image Repository",
         "flair_zarr": {"format": fmt.FORMAT_NAME, "version": fmt.FORMAT_VERSION, "block_images": block_images},
