@@ -3,6 +3,7 @@ and the source JPEG bytes behind its images."""
 
 from __future__ import annotations
 
+import dask.array as da
 import numpy as np
 import xarray as xr
 
@@ -63,6 +64,48 @@ class FlairAccessor:
         subset = self._samples(int(starts[0]), int(starts[-1] + counts[-1]))
         return subset.isel({fmt.USER: slice(int(members[0]), int(members[-1]) + 1)})
 
+    def user_table(self) -> fmt.UserTable:
+        """The users with their runs of samples counted from this Dataset's
+        first sample; refuses a Dataset that is not whole users in store order."""
+        count = self._ds[fmt.USER_COUNT].values.astype(np.int64)
+        start = self._ds[fmt.USER_START].values.astype(np.int64)
+        samples = self._ds[fmt.SAMPLE].values
+        first = samples[0] if len(samples) else 0
+        if count.sum() != len(samples) or not np.array_equal(samples, np.arange(first, first + len(samples))) \
+                or not np.array_equal(start, first + np.concatenate(([0], np.cumsum(count)[:-1]))):
+            raise ValueError("this needs whole users in store order (a store, a partition, or a run of users "
+                             "from open_dataset); this Dataset's samples do not match its user table")
+        return fmt.UserTable(self._ds[fmt.USER].values, self._ds[fmt.USER_PARTITION].values, start - first, count)
+
+    def user_totals(self, name: str) -> xr.DataArray:
+        """Sums of a per-sample variable over each user's samples, along
+        ``user``: one task per dask block and no shuffle, since every block
+        holds whole users (e.g. ``user_totals("labels")``: label histograms)."""
+        variable = self._ds[name]
+        if variable.dims[0] != fmt.SAMPLE:
+            raise ValueError(f"variable {name!r} has dims {variable.dims}; user_totals needs 'sample' first")
+        starts = self.user_table().start
+        dtype = np.int64 if variable.dtype.kind in "biu" else np.float64
+        data = variable.data
+        if not isinstance(data, da.Array):
+            totals = np.add.reduceat(np.asarray(data), starts, axis=0, dtype=dtype) if len(starts) else \
+                np.zeros((0, *variable.shape[1:]), dtype)
+        else:
+            edges = np.cumsum((0, *data.chunks[0]))
+            first_user = np.searchsorted(starts, edges)  # the first user starting at or after each block edge
+            if not np.isin(edges[:-1], np.append(starts, len(self._ds[fmt.SAMPLE]))).all():
+                raise ValueError(f"the dask blocks of {name!r} split users; open the store with flair_zarr.open_dataset")
+            offsets = [starts[first_user[b]:first_user[b + 1]] - edges[b] for b in range(len(edges) - 1)]
+
+            def block_totals(block: np.ndarray, block_id: tuple[int, ...]) -> np.ndarray:
+                runs = offsets[block_id[0]]
+                return np.add.reduceat(block, runs, axis=0, dtype=dtype) if len(runs) else np.zeros((0, *block.shape[1:]), dtype)
+
+            totals = data.map_blocks(block_totals, chunks=(tuple(np.diff(first_user)), *data.chunks[1:]), dtype=dtype)
+        coords = {fmt.USER: self._ds[fmt.USER].values, fmt.USER_PARTITION: (fmt.USER, self._ds[fmt.USER_PARTITION].values),
+                  **{dim: variable[dim].values for dim in variable.dims[1:] if dim in variable.coords}}
+        return xr.DataArray(totals, dims=(fmt.USER, *variable.dims[1:]), coords=coords, name=name)
+
     def jpeg_bytes(self, user_id: str) -> list[bytes]:
         """The user's source JPEG files, byte for byte, in order."""
         if not self._ds.attrs.get("image_encoding", {}).get("source_bytes", True):
@@ -89,11 +132,11 @@ class FlairAccessor:
         return split_shard(get(store, key), count, key)
 
 
-    def to_zarr(self, dest: str, storage_options: dict | None = None, overwrite: bool = False) -> None:
+    def to_zarr(self, dest: str, storage_options: dict | None = None, overwrite: bool = False, progress: bool = False) -> None:
         """This Dataset as a new user-aligned store (see ``write_aligned``)."""
         from .derived import write_aligned
 
-        write_aligned(self._ds, dest, storage_options, overwrite)
+        write_aligned(self._ds, dest, storage_options, overwrite, progress)
 
 
 def _check_partition(name: str) -> None:

@@ -10,7 +10,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from distributed import Client, LocalCluster, get_client
+import dask
+from distributed import Client, LocalCluster, get_client, progress
 
 
 @contextmanager
@@ -34,6 +35,19 @@ def dask_client(scheduler: str | Client | None = None) -> Iterator[Client]:
     workers = os.cpu_count() or 1
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
         yield client
+
+
+def compute(*collections: object, show_progress: bool = False) -> tuple:
+    """``dask.compute`` on the client in hand (or dask's default scheduler);
+    with ``show_progress``, a progress bar of the tasks on stdout meanwhile."""
+    try:
+        client = get_client()
+    except ValueError:
+        return dask.compute(*collections)
+    futures = client.compute(list(collections))
+    if show_progress:
+        progress(futures)
+    return tuple(client.gather(futures))
 
 
 def worker_peak_memory(client: Client) -> dict[str, int]:

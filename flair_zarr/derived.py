@@ -18,21 +18,25 @@ import xarray as xr
 import zarr
 
 from . import format as fmt
+from .cluster import compute
 from .storage import open_store, put
 
 
-def write_aligned(ds: xr.Dataset, dest: str, storage_options: dict[str, Any] | None = None, overwrite: bool = False) -> None:
+def write_aligned(ds: xr.Dataset, dest: str, storage_options: dict[str, Any] | None = None, overwrite: bool = False,
+                  progress: bool = False) -> None:
     """Write ``ds`` (from ``open_dataset``, possibly one partition, with any
     variables added along ``sample``) to a new store at ``dest`` that
-    ``open_dataset`` opens with the same users, coordinates and blocks."""
+    ``open_dataset`` opens with the same users, coordinates and blocks;
+    ``progress`` shows a progress bar of the blocks being written."""
     fmt.enable_zarr_features()
-    users = _user_table(ds)
+    users = ds.flair.user_table()
     blocks = users.blocks(ds.attrs.get("flair_zarr", {}).get("block_images", fmt.BLOCK_IMAGES))
     store = open_store(dest, storage_options, read_only=False)
     try:
         group = zarr.create_group(store, zarr_format=3, overwrite=overwrite)
     except zarr.errors.ContainsGroupError:
         raise FileExistsError(f"{dest} already holds a store; pass overwrite=True to replace it") from None
+    writes = []
     for name, variable in ds.data_vars.items():
         if fmt.SAMPLE not in variable.dims or variable.dims[0] != fmt.SAMPLE:
             raise ValueError(f"variable {name!r}: dims {variable.dims}; derived variables must have 'sample' first")
@@ -40,7 +44,8 @@ def write_aligned(ds: xr.Dataset, dest: str, storage_options: dict[str, Any] | N
         array = group.create_array(name, shape=variable.shape, dtype=variable.dtype, chunks=[list(blocks), *others],
                                    dimension_names=variable.dims, attributes=dict(variable.attrs))
         data = variable.data if isinstance(variable.data, da.Array) else da.from_array(np.asarray(variable.data))
-        da.store(data.rechunk({0: blocks}), array, lock=False)  # one task per block, each into its own chunk
+        writes.append(da.store(data.rechunk({0: blocks}), array, lock=False, compute=False))  # one task per block, each into its own chunk
+    compute(*writes, show_progress=progress)
 
     coordinates = {name: np.asarray(ds[name].values) for name in (*fmt.COORDINATES, fmt.LABEL, fmt.FINE_LABEL, fmt.USER)}
     coordinates[fmt.USER_START] = users.start
@@ -58,15 +63,3 @@ def write_aligned(ds: xr.Dataset, dest: str, storage_options: dict[str, Any] | N
         warnings.filterwarnings("ignore", category=zarr.errors.ZarrUserWarning)
         zarr.consolidate_metadata(store)  # written last: the commit point
 
-
-def _user_table(ds: xr.Dataset) -> fmt.UserTable:
-    """The users of ``ds`` with their samples renumbered from 0; refuses a
-    Dataset whose samples are not whole users in store order."""
-    count = ds[fmt.USER_COUNT].values.astype(np.int64)
-    start = ds[fmt.USER_START].values.astype(np.int64)
-    samples = ds[fmt.SAMPLE].values
-    if count.sum() != len(samples) or (len(samples) and not np.array_equal(samples, np.arange(samples[0], samples[0] + len(samples)))) \
-            or (len(start) and not np.array_equal(start, samples[0] + np.concatenate(([0], np.cumsum(count)[:-1])))):
-        raise ValueError("write_aligned needs whole users in store order (a store, a partition, or a run of users "
-                         "from open_dataset); this Dataset's samples do not match its user table")
-    return fmt.UserTable(ds[fmt.USER].values, ds[fmt.USER_PARTITION].values, start - (samples[0] if len(samples) else 0), count)

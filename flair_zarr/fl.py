@@ -15,9 +15,10 @@ import zarr
 from . import format as fmt
 from .images import IO_THREADS, decode_all, threads
 from .reader import open_dataset
-from .storage import shared_store
+from .storage import process_cache_key, shared_store
 
 LABEL_SETS = {"coarse": fmt.LABELS, "fine": fmt.FINE_GRAINED_LABELS}
+_shared_clients: dict[str, FederatedFLAIR] = {}
 
 
 class FederatedFLAIR:
@@ -50,6 +51,16 @@ class FederatedFLAIR:
             raise ValueError("FederatedFLAIR reads from the store: pass its URL or a Dataset from flair_zarr.open_dataset")
         store = shared_store(ds.encoding["source"], ds.encoding.get("storage_options") or None)
         self._label_array = zarr.open_array(store, path=self.labels.name, mode="r", zarr_format=3)
+
+    @classmethod
+    def shared(cls, url: str, storage_options: dict[str, Any] | None = None, **settings: Any) -> FederatedFLAIR:
+        """The instance for these arguments in this process, opened on first
+        use: Dask tasks call it on the workers to read users by id without
+        opening the store (two requests) in every task."""
+        key = process_cache_key(url, storage_options, **settings)
+        if key not in _shared_clients:
+            _shared_clients[key] = cls(url, storage_options=storage_options, **settings)
+        return _shared_clients[key]
 
     def __len__(self) -> int:
         return len(self.users)

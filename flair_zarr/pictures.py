@@ -11,7 +11,7 @@ import xarray as xr
 from . import format as fmt
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,7 +28,7 @@ def contact_sheet(ds: xr.Dataset, user_id: str, out: str | Path, max_images: int
     names = np.asarray(ds[fmt.LABEL].values)
     columns = min(8, len(images))
     rows = math.ceil(len(images) / columns)
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(rows, columns, figsize=(2 * columns, 2.25 * rows + 0.4), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -50,7 +50,7 @@ def statistics_figure(ds: xr.Dataset, out: str | Path) -> None:
     users and images per partition."""
     counts = ds[fmt.USER_COUNT].values
     label_counts = ds[fmt.LABELS].sum(fmt.SAMPLE).values
-    plt = _pyplot()
+    plt = pyplot()
     fig, (per_user, labels, partitions) = plt.subplots(1, 3, figsize=(16, 4.8))
     bins = np.unique(np.logspace(0, np.log10(max(counts.max(), 2)), 30).astype(int))
     per_user.hist(counts, bins=bins)

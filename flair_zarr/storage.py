@@ -44,14 +44,20 @@ def open_store(url: str, storage_options: dict[str, Any] | None = None, read_onl
     return zarr.storage.FsspecStore.from_url(url, storage_options=storage_options or {}, read_only=read_only)
 
 
-_shared: dict[tuple[int, str, str], Store] = {}
+def process_cache_key(url: str, storage_options: dict[str, Any] | None = None, **settings: Any) -> str:
+    """A key for objects kept once per process, URL, options and settings
+    (the process id, so that a forked worker does not reuse its parent's)."""
+    return json.dumps([os.getpid(), str(url), storage_options or {}, settings], sort_keys=True, default=str)
+
+
+_shared: dict[str, Store] = {}
 
 
 def shared_store(url: str, storage_options: dict[str, Any] | None = None) -> Store:
     """A read-only store for ``url``, one per process and URL: per-user reads
     reuse its connections instead of opening new ones (a new S3 client per
     read costs a connection set-up each time)."""
-    key = (os.getpid(), str(url), json.dumps(storage_options or {}, sort_keys=True, default=str))
+    key = process_cache_key(url, storage_options)
     if key not in _shared:
         _shared[key] = open_store(url, storage_options, read_only=True)
     return _shared[key]
