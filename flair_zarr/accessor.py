@@ -84,24 +84,21 @@ class FlairAccessor:
         variable = self._ds[name]
         if variable.dims[0] != fmt.SAMPLE:
             raise ValueError(f"variable {name!r} has dims {variable.dims}; user_totals needs 'sample' first")
-        starts = self.user_table().start
-        dtype = np.int64 if variable.dtype.kind in "biu" else np.float64
+        firsts = np.zeros(variable.shape[0], bool)  # True at each user's first sample
+        firsts[self.user_table().start] = True
         data = variable.data
         if not isinstance(data, da.Array):
-            totals = np.add.reduceat(np.asarray(data), starts, axis=0, dtype=dtype) if len(starts) else \
-                np.zeros((0, *variable.shape[1:]), dtype)
+            totals = _run_sums(np.asarray(data), firsts)
         else:
             edges = np.cumsum((0, *data.chunks[0]))
-            first_user = np.searchsorted(starts, edges)  # the first user starting at or after each block edge
-            if not np.isin(edges[:-1], np.append(starts, len(self._ds[fmt.SAMPLE]))).all():
+            if not firsts[edges[1:-1]].all():
                 raise ValueError(f"the dask blocks of {name!r} split users; open the store with flair_zarr.open_dataset")
-            offsets = [starts[first_user[b]:first_user[b + 1]] - edges[b] for b in range(len(edges) - 1)]
-
-            def block_totals(block: np.ndarray, block_id: tuple[int, ...]) -> np.ndarray:
-                runs = offsets[block_id[0]]
-                return np.add.reduceat(block, runs, axis=0, dtype=dtype) if len(runs) else np.zeros((0, *block.shape[1:]), dtype)
-
-            totals = data.map_blocks(block_totals, chunks=(tuple(np.diff(first_user)), *data.chunks[1:]), dtype=dtype)
+            users_per_block = tuple(int(firsts[a:b].sum()) for a, b in zip(edges[:-1], edges[1:]))
+            axes = "abcdefghij"[: data.ndim]
+            # Each task gets its block and that block's slice of ``firsts``: nothing of the other blocks.
+            dtype = _total_dtype(data.dtype)
+            totals = da.blockwise(_run_sums, axes, data, axes, da.from_array(firsts, chunks=(data.chunks[0],)), axes[0],
+                                  dtype=dtype, adjust_chunks={axes[0]: users_per_block}, meta=np.empty((0,) * data.ndim, dtype))
         coords = {fmt.USER: self._ds[fmt.USER].values, fmt.USER_PARTITION: (fmt.USER, self._ds[fmt.USER_PARTITION].values),
                   **{dim: variable[dim].values for dim in variable.dims[1:] if dim in variable.coords}}
         return xr.DataArray(totals, dims=(fmt.USER, *variable.dims[1:]), coords=coords, name=name)
@@ -137,6 +134,17 @@ class FlairAccessor:
         from .derived import write_aligned
 
         write_aligned(self._ds, dest, storage_options, overwrite, progress)
+
+
+def _total_dtype(dtype: np.dtype) -> type:
+    return np.float64 if dtype.kind == "f" else np.int64
+
+
+def _run_sums(block: np.ndarray, firsts: np.ndarray) -> np.ndarray:
+    """Sums along axis 0 of the runs of ``block`` that start where ``firsts`` is True."""
+    runs = np.flatnonzero(firsts)
+    dtype = _total_dtype(block.dtype)
+    return np.add.reduceat(block, runs, axis=0, dtype=dtype) if len(runs) else np.zeros((0, *block.shape[1:]), dtype)
 
 
 def _check_partition(name: str) -> None:
