@@ -129,11 +129,12 @@ class FlairAccessor:
         return split_shard(get(store, key), count, key)
 
 
-    def to_zarr(self, dest: str, storage_options: dict | None = None, overwrite: bool = False, progress: bool = False) -> None:
+    def to_zarr(self, dest: str, storage_options: dict | None = None, overwrite: bool = False, progress: bool = False,
+                encoding: dict[str, dict] | None = None) -> None:
         """This Dataset as a new user-aligned store (see ``write_aligned``)."""
         from .derived import write_aligned
 
-        write_aligned(self._ds, dest, storage_options, overwrite, progress)
+        write_aligned(self._ds, dest, storage_options, overwrite, progress, encoding)
 
 
 def _total_dtype(dtype: np.dtype) -> type:

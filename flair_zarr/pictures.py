@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +30,12 @@ def contact_sheet(ds: xr.Dataset, user_id: str, out: str | Path, max_images: int
     columns = min(8, len(images))
     rows = math.ceil(len(images) / columns)
     plt = pyplot()
-    fig, axes = plt.subplots(rows, columns, figsize=(2 * columns, 2.25 * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(2 * columns, 2.4 * rows + 0.4), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, row, image_id in zip(axes.flat, images, labels, user[fmt.IMAGE_ID].values):
         ax.imshow(image)
-        ax.set_title(", ".join(names[row]) or "(no label)", fontsize=7)
+        ax.set_title("\n".join(textwrap.wrap(", ".join(names[row]), 30)) or "(no label)", fontsize=7)
         ax.text(0, 250, str(image_id), fontsize=5, color="white")
     count = int(ds.flair.user(user_id).sizes[fmt.SAMPLE])
     partition = str(user[fmt.PARTITION].values[0])

@@ -56,3 +56,20 @@ def test_round_trip_on_s3(local_store, s3):
     derived = _with_thumbnails(flair_zarr.open_dataset(local_store).flair.partition("test"))
     flair_zarr.write_aligned(derived, "s3://flair/derived.zarr", storage_options=s3)
     _same(flair_zarr.open_dataset("s3://flair/derived.zarr", storage_options=s3), derived)
+
+
+def test_encoding_sets_codecs_but_not_chunks(local_store, tmp_path):
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    derived = _with_thumbnails(flair_zarr.open_dataset(local_store).flair.partition("val"))
+    dest = str(tmp_path / "blosc.zarr")
+    derived.flair.to_zarr(dest, encoding={"thumbnail": {"compressors": BloscCodec(cname="lz4", shuffle="bitshuffle")}})
+    codecs = zarr.open_array(dest, path="thumbnail", mode="r").metadata.to_dict()["codecs"]
+    assert [c["name"] for c in codecs] == ["bytes", "blosc"] and codecs[1]["configuration"]["cname"] == "lz4"
+    _same(flair_zarr.open_dataset(dest), derived)
+    with pytest.raises(ValueError, match=r"\['chunks'\] not allowed"):
+        derived.flair.to_zarr(str(tmp_path / "chunked.zarr"), encoding={"thumbnail": {"chunks": (10, 64, 64, 3)}})
+    with pytest.raises(ValueError, match="'image', which is not a data variable"):
+        derived.flair.to_zarr(str(tmp_path / "missing.zarr"), encoding={"image": {}})
+    assert not (tmp_path / "chunked.zarr").exists() and not (tmp_path / "missing.zarr").exists()  # refused before writing
