@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import xarray as xr
 from PIL import Image
 from zarr.codecs import BloscCodec
 
@@ -45,10 +44,11 @@ def main() -> None:
     ds = flair_zarr.open_dataset(args.url, options)
     if args.partition:
         ds = ds.flair.partition(args.partition)
-    thumbnails = xr.apply_ufunc(shrink, ds.image, input_core_dims=[["y", "x", "channel"]],
-                                output_core_dims=[["ty", "tx", "channel"]], dask="parallelized", output_dtypes=[np.uint8],
-                                dask_gufunc_kwargs={"output_sizes": {"ty": 256 // FACTOR, "tx": 256 // FACTOR}})
-    derived = ds.drop_vars("image").assign(thumbnail=thumbnails.assign_attrs(description="4x4 box mean of image"))
+    images = ds.image.data  # dask, one block of whole users per chunk; map_blocks keeps those chunks
+    side = images.shape[1] // FACTOR
+    thumbnails = images.map_blocks(shrink, chunks=(images.chunks[0], (side,), (side,), images.chunks[3]), dtype=np.uint8)
+    derived = ds.drop_vars("image").assign(thumbnail=(("sample", "ty", "tx", "channel"), thumbnails,
+                                                      {"description": f"{FACTOR}x{FACTOR} box mean of image"}))
     with dask_client(args.scheduler) as client:
         print(f"{ds.sizes['sample']:,} images of {ds.sizes['user']:,} users -> {args.dest} "
               f"({ds.image.data.numblocks[0]} blocks on {len(client.scheduler_info()['workers'])} workers)")
