@@ -82,7 +82,7 @@ class FlairAccessor:
         ``user``: one task per dask block and no shuffle, since every block
         holds whole users (e.g. ``user_totals("labels")``: label histograms)."""
         variable = self._ds[name]
-        if variable.dims[0] != fmt.SAMPLE:
+        if variable.dims[:1] != (fmt.SAMPLE,):
             raise ValueError(f"variable {name!r} has dims {variable.dims}; user_totals needs 'sample' first")
         firsts = np.zeros(variable.shape[0], bool)  # True at each user's first sample
         firsts[self.user_table().start] = True
@@ -127,7 +127,6 @@ class FlairAccessor:
         store = shared_store(source, self._ds.encoding.get("storage_options") or None)
         key = shard_key(shard)
         return split_shard(get(store, key), count, key)
-
 
     def to_zarr(self, dest: str, storage_options: dict | None = None, overwrite: bool = False, progress: bool = False,
                 encoding: dict[str, dict] | None = None) -> None:
