@@ -68,6 +68,8 @@ def main() -> None:
     train = intake.from_yaml_file(str(Path(__file__).parent.parent / "catalog.yaml"))["flair_train"].read()
     print(f"\nintake catalog.yaml ['flair_train'] with FLAIR_ZARR_URL={local.resolve()}: "
           f"{train.sizes['sample']:,} images of {len(train.flair.users()):,} users")
+    print(f"\nnext, on this store: python examples/quickstart.py {local} (also label_statistics.py, normalisation.py, "
+          "thumbnails.py DEST, fedavg.py; see the README)")
 
 
 if __name__ == "__main__":
