@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+import flair_zarr
 from flair_zarr.cluster import dask_client
 from flair_zarr.fl import FederatedFLAIR
 from flair_zarr.storage import storage_options_from
@@ -80,8 +81,9 @@ def main() -> None:
     args = p.parse_args()
 
     store = {"url": args.url, "options": storage_options_from(args.option), "max_images": args.max_images}
-    train = FederatedFLAIR(args.url, partition="train", storage_options=store["options"], max_images_per_user=args.max_images)
-    val = FederatedFLAIR(args.url, partition="val", storage_options=store["options"], max_images_per_user=args.max_images)
+    ds = flair_zarr.open_dataset(args.url, store["options"])  # opened once for both partitions
+    train = FederatedFLAIR(ds, partition="train", max_images_per_user=args.max_images)
+    val = FederatedFLAIR(ds, partition="val", max_images_per_user=args.max_images)
     rng = np.random.default_rng(args.seed)
     eval_users = val.sample_cohort(min(args.eval_users, len(val)), rng)
     weights = np.zeros((SIDE * SIDE * 3 + 1, len(train.label_names)))

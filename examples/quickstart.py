@@ -48,7 +48,7 @@ def main() -> None:
     if user.sizes["sample"] > 10:
         print(f"  ... {user.sizes['sample'] - 10} more")
     print(f"  mean pixel (R, G, B): {np.round(user.image.values.mean(axis=(0, 1, 2)), 1).tolist()}")
-    shown = contact_sheet(ds, user_id, args.sheet)
+    shown = contact_sheet(user, user_id, args.sheet)  # from the loaded user: no second read
     print(f"wrote {args.sheet}: contact sheet of {shown} images with their coarse labels")
 
 
